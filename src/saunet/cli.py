@@ -1,0 +1,263 @@
+"""The ``saunet`` command. Every subcommand has --help; bad input ends with one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from saunet.errors import InputError
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    g.add_argument("--steps-per-epoch", type=int, default=30, help="optimiser steps per epoch (default 30)")
+    g.add_argument("--batch-size", type=int, default=2, help="slice stacks per step (default 2)")
+    g.add_argument("--stack", type=int, default=0,
+                   help="consecutive slices per sample (default: 16 for unet3d, 5 otherwise)")
+    g.add_argument("--patch", type=int, default=160, help="in-plane crop in pixels on the network grid (default 160)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4, the paper's)")
+    g.add_argument("--loss", choices=("bce", "dice-bce"), default="bce", help="bce (the paper's) or dice-bce")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower than float32 for training on CPU)")
+    g.add_argument("--no-augment", action="store_true", help="turn augmentation off")
+    g.add_argument("--spacing", type=float, default=2.5,
+                   help="in-plane spacing of the network grid in mm; 0 keeps the native grid (default 2.5)")
+    g.add_argument("--classes", default=None,
+                   help="comma-separated label values to learn as classes (default: binary, any label > 0)")
+    g.add_argument("--width", default=None,
+                   help="model features per level, comma-separated (default: the model's own)")
+    g.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices (default: from orientation)")
+
+
+def _training_config(args, model: str):
+    from saunet.training import TrainConfig
+
+    kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
+    return TrainConfig(
+        model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
+        seed=args.seed, bf16=args.bf16, augment=not args.no_augment, in_plane_spacing=args.spacing or None,
+        slice_axis=args.slice_axis,
+        classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
+    )
+
+
+def command_line() -> str:
+    return "saunet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_train(args) -> None:
+    import numpy as np
+
+    from saunet.datasets import list_cases
+
+    config = _training_config(args, args.model)
+    cases = list_cases(args.data, args.layout)
+    order = np.random.default_rng(args.seed).permutation(len(cases))
+    val = [cases[i] for i in order[: args.val]]
+    train_cases = [cases[i] for i in order[args.val :]]
+    if not train_cases:
+        raise InputError(args.data, f"{len(cases)} case(s) leave none for training after {args.val} for validation")
+    from saunet.training import train
+
+    summary = train(config, train_cases, val, args.out, resume=args.resume)
+    print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoints in {args.out}")
+
+
+def cmd_cv(args) -> None:
+    from saunet.crossval import run_cv, write_cv_report
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    config = _training_config(args, models[0])
+    folds = args.folds if args.folds == "loo" else int(args.folds)
+    result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed)
+    report = write_cv_report(result, Path(args.report or args.out), command_line(), config)
+    print(f"report: {report}")
+
+
+def cmd_segment(args) -> None:
+    from tqdm import tqdm
+
+    from saunet.imageio import case_name, output_suffix, read_volume, write_like
+    from saunet.inference import Segmenter
+
+    inputs = [Path(p) for p in args.inputs]
+    for path in inputs:
+        if not path.exists():
+            raise InputError(path, "no such file or folder")
+    segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3)
+    if args.levels and segmenter.label_map.classes is None:
+        raise InputError(segmenter.path, "--levels needs a model trained for level classes (--classes); this one is binary")
+    out = Path(args.output)
+    several = len(inputs) > 1
+    for path in tqdm(inputs, desc="segmenting", disable=None if several else True):
+        volume = read_volume(path)
+        target = out / f"{case_name(path)}{output_suffix(path)}" if several else out
+        result = segmenter.segment(volume, args.slice_axis)
+        labels = result.labels if args.levels or segmenter.label_map.classes is None else (result.labels > 0)
+        write_like(labels.astype("uint8"), volume, target)
+        if args.prob:
+            prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))
+            write_like(result.probabilities.max(0), volume, prob_path)
+        if not several:
+            print(f"wrote {target}")
+    if several:
+        print(f"wrote {len(inputs)} label maps to {out}")
+
+
+def cmd_evaluate(args) -> None:
+    from saunet.evaluation import METRICS, evaluate_folders, summarise, write_csv, write_json
+    from saunet.reports import metrics_table, write_text
+
+    rows = evaluate_folders(Path(args.pred), Path(args.ref))
+    write_csv(rows, Path(args.csv), ["case", *METRICS])
+    summary = summarise(rows)
+    if args.json:
+        write_json({"command": command_line(), "summary": summary, "cases": rows}, Path(args.json))
+    table = metrics_table([{**r, "model": Path(args.pred).name} for r in rows])
+    if args.markdown:
+        write_text(f"# Evaluation\n\nCommand: `{command_line()}`\n\n{table}", Path(args.markdown))
+    print(table)
+
+
+def cmd_check_data(args) -> None:
+    from saunet.datasets import check_dataset
+    from saunet.reports import markdown_table
+
+    rows = check_dataset(args.data, args.layout)
+    print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+    bad = [r for r in rows if r["problem"] != "ok"]
+    if bad:
+        print(f"{len(bad)} of {len(rows)} case(s) have problems", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"all {len(rows)} cases ok")
+
+
+def cmd_info(args) -> None:
+    from saunet.models import MODELS, count_flops, count_parameters, create
+    from saunet.reports import markdown_table
+
+    shape = (1, 1, *args.shape)
+    rows = []
+    for name in MODELS:
+        model = create(name)
+        params = count_parameters(model)
+        rows.append([name, f"{params / 1e6:.3f} M", f"{params * 4 / 2**20:.2f}",
+                     f"{count_flops(model, shape) / 1e9:.1f}"])
+    print(markdown_table(["model", "parameters", "size (MB)", f"GFLOP per {'x'.join(map(str, args.shape))} volume"], rows))
+
+
+def cmd_export(args) -> None:
+    from saunet.export import export_onnx
+
+    print(f"wrote {export_onnx(args.model, Path(args.onnx))}")
+
+
+def cmd_benchmark(args) -> None:
+    from saunet.benchmark import run_benchmark
+
+    run_benchmark(Path(args.data), Path(args.json) if args.json else None,
+                  Path(args.markdown) if args.markdown else None, command_line(), args.repeats)
+
+
+def cmd_demo(args) -> None:
+    from saunet.demo import run_demo
+
+    run_demo(Path(args.out), Path(args.data) if args.data else None, train_model=args.train or not args.data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saunet", description="Spine segmentation in sagittal MRI with SAU-Net.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("segment", help="segment scans into vertebral-body label maps",
+                       description="Segment sagittal spine MR scans; outputs keep the input's exact geometry.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MHA/NRRD file or DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several)")
+    p.add_argument("--model", default=None, help="checkpoint (.pt) or ONNX export (.onnx); default: shipped model")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
+    p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")
+    p.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--min-component-mm3", type=float, default=1000.0,
+                   help="remove predicted islands smaller than this (default 1000 mm^3; 0 keeps all)")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("evaluate", help="compare predictions with references",
+                       description="Dice, Jaccard, precision, recall, HD, HD95, ASSD per case, and a summary.")
+    p.add_argument("--pred", required=True, help="folder of predicted label maps")
+    p.add_argument("--ref", required=True, help="folder of reference label maps")
+    p.add_argument("--csv", required=True, help="per-case CSV to write")
+    p.add_argument("--json", help="summary and cases as JSON")
+    p.add_argument("--markdown", help="summary table as Markdown")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a model", description="Train one model on a data set.")
+    p.add_argument("--data", required=True, help="data-set folder")
+    p.add_argument("--layout", default=None, help="nnunet, mrspineseg, spider or folders (default: detected)")
+    p.add_argument("--model", default="sau-net", help="sau-net, dense-unet, unet2d or unet3d")
+    p.add_argument("--out", required=True, help="run folder for checkpoints and metrics.csv")
+    p.add_argument("--val", type=int, default=1, help="cases held out for validation (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("cv", help="cross-validate models on the same folds",
+                       description="k-fold or leave-one-out cross-validation of several models; resumable.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--folds", default="5", help="number of folds, or loo (default 5)")
+    p.add_argument("--models", default="sau-net,dense-unet,unet2d,unet3d")
+    p.add_argument("--out", required=True, help="CV folder: splits.json and one run folder per model and fold")
+    p.add_argument("--report", default=None, help="folder for cv.json, cv.md and figures (default: --out)")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("check-data", help="verify a data set before training",
+                       description="Checks every image/label pair: geometry, label values, NaN, empty labels.")
+    p.add_argument("data")
+    p.add_argument("--layout", default=None)
+    p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("info", help="parameters, size and FLOPs of each model")
+    p.add_argument("--shape", type=int, nargs=3, default=(39, 305, 305), metavar=("D", "H", "W"))
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX")
+    p.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    p.add_argument("--onnx", required=True, help="ONNX file to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("benchmark", help="the paper's Table 2 on this machine")
+    p.add_argument("--data", default="../shared/data/lumbar-t2")
+    p.add_argument("--json")
+    p.add_argument("--markdown")
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("demo", help="the main job end to end on a synthetic cohort or a data set")
+    p.add_argument("--data", default=None, help="data set to run on (default: synthetic phantoms)")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--train", action="store_true", help="train a brief model even with --data")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"saunet: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("saunet: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Cross-validation: patient splits saved once and reused by every model; resumable folds."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from dataclasses import dataclass, replace
+from tqdm import tqdm
+
+from saunet.datasets import list_cases, read_case
+from saunet.evaluation import case_metrics, write_json
+from saunet.imageio import output_suffix, write_like
+from saunet.inference import Segmenter
+from saunet.training import TrainConfig, load_checkpoint, train
+
+
+def make_splits(case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
+    """Random patient splits: ``folds`` an int k (k-fold) or 'loo'. Each fold names its train, val and test
+    cases; one training case per fold is held out for validation (checkpoint selection), never the test cases."""
+    names = sorted(case_names)
+    rng = np.random.default_rng(seed)
+    order = [str(n) for n in rng.permutation(names)]
+    k = len(names) if folds == "loo" else int(folds)
+    if not 2 <= k <= len(names):
+        raise ValueError(f"cannot make {k} folds from {len(names)} cases")
+    tests = [sorted(str(n) for n in part) for part in np.array_split(order, k)]
+    splits = []
+    for i, test in enumerate(tests):
+        rest = [n for n in order if n not in test]
+        val = [rest[rng.integers(len(rest))]]
+        splits.append({"fold": i, "train": sorted(n for n in rest if n not in val), "val": val, "test": test})
+    return splits
+
+
+def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
+    """Read ``path`` when it exists (so every model uses the same folds), else make and write it."""
+    if path.exists():
+        splits = json.loads(path.read_text())["folds"]
+        missing = {n for s in splits for n in s["test"]} - set(case_names)
+        if missing:
+            raise ValueError(f"{path}: splits name cases the data set lacks: {sorted(missing)}")
+        return splits
+    splits = make_splits(case_names, folds, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"folds_arg": str(folds), "seed": seed, "folds": splits}, indent=1) + "\n")
+    os.replace(tmp, path)
+    return splits
+
+
+@dataclass
+class CVResult:
+    rows: list[dict]  # per case, fold and model, with post-processing (the pipeline)
+    raw_rows: list[dict]  # the same without post-processing
+    histories: dict[str, list[dict]]
+
+
+def fold_finished(run_dir: Path, epochs: int) -> bool:
+    last = run_dir / "checkpoint_last.pt"
+    return last.exists() and load_checkpoint(last)["epoch"] >= epochs
+
+
+def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: TrainConfig,
+           seed: int = 0, progress: bool = True) -> CVResult:
+    """Train and test every model on the same folds; finished folds and predictions are not redone.
+
+    Writes ``out/splits.json``, ``out/<model>/fold_<k>/`` (checkpoints, metrics.csv, predictions/) and
+    ``out/cases.json`` with the per-case metrics.
+    """
+    cases = {c.name: c for c in list_cases(data)}
+    splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed)
+    rows, raw_rows, histories = [], [], {}
+    for model in models:
+        config = replace(base, model=model, stack=0)
+        for split in splits:
+            run_dir = out / model / f"fold_{split['fold']}"
+            if not fold_finished(run_dir, config.epochs):
+                if progress:
+                    tqdm.write(f"{model} fold {split['fold']}: training on {len(split['train'])} cases")
+                train(config, [cases[n] for n in split["train"]], [cases[n] for n in split["val"]], run_dir,
+                      resume=True, progress=progress)
+            histories[f"{model} fold {split['fold']}"] = load_checkpoint(run_dir / "checkpoint_last.pt")["history"]
+            segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+            for name in split["test"]:
+                image, label = read_case(cases[name])
+                reference = config.label_map.apply(label.array)
+                result = segmenter.segment(image, config.slice_axis)
+                write_like(result.labels, image, run_dir / "predictions" / f"{name}{output_suffix(image.path)}")
+                raw = (result.probabilities[0] > 0.5) if result.probabilities.shape[0] == 1 else result.labels
+                key = {"model": model, "fold": split["fold"], "case": name}
+                rows.append({**key, **case_metrics(result.labels > 0, reference > 0, image.spacing)})
+                raw_rows.append({**key, **case_metrics(raw > 0, reference > 0, image.spacing)})
+    write_json({"cases": rows, "cases_without_postprocessing": raw_rows}, out / "cases.json")
+    return CVResult(rows, raw_rows, histories)

@@ -1,0 +1,151 @@
+"""Segmentation metrics and ``saunet evaluate``.
+
+Overlap metrics (Dice, Jaccard, precision, recall) are counted directly; surface distances (Hausdorff,
+its 95th percentile, average symmetric surface distance) in mm come from MONAI's surface-distance
+functions, using the reference's voxel spacing, so the values agree with ``monai.metrics``.
+
+Conventions for empty masks:
+- both prediction and reference empty: every overlap metric is 1 and every distance 0 (nothing to find,
+  nothing found);
+- exactly one empty: Dice, Jaccard, recall and precision are 0 and the distances are infinite (written
+  as ``inf`` in CSV and ``null`` in JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.metrics.utils import get_mask_edges, get_surface_distance
+
+from saunet.errors import InputError
+from saunet.imageio import case_name, image_suffix, read_volume, same_geometry
+
+METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
+
+
+def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    pred, ref = pred.astype(bool), ref.astype(bool)
+    tp = float(np.logical_and(pred, ref).sum())
+    n_pred, n_ref = float(pred.sum()), float(ref.sum())
+    if n_pred == 0 and n_ref == 0:
+        return {"dice": 1.0, "jaccard": 1.0, "precision": 1.0, "recall": 1.0}
+    return {
+        "dice": 2 * tp / (n_pred + n_ref),
+        "jaccard": tp / (n_pred + n_ref - tp),
+        "precision": tp / n_pred if n_pred else 0.0,
+        "recall": tp / n_ref if n_ref else 0.0,
+    }
+
+
+def surface_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """Hausdorff distance, HD95 and ASSD in mm between the mask surfaces (MONAI's definitions)."""
+    pred, ref = pred.astype(bool), ref.astype(bool)
+    if not pred.any() and not ref.any():
+        return {"hd": 0.0, "hd95": 0.0, "assd": 0.0}
+    if not pred.any() or not ref.any():
+        return {"hd": math.inf, "hd95": math.inf, "assd": math.inf}
+    edges_pred, edges_ref = get_mask_edges(torch.from_numpy(pred), torch.from_numpy(ref), crop=True)
+    spacing = tuple(float(s) for s in spacing)
+    pred_to_ref = np.asarray(get_surface_distance(edges_pred, edges_ref, "euclidean", spacing), dtype=np.float64)
+    ref_to_pred = np.asarray(get_surface_distance(edges_ref, edges_pred, "euclidean", spacing), dtype=np.float64)
+    return {
+        "hd": float(max(pred_to_ref.max(), ref_to_pred.max())),
+        "hd95": float(max(np.percentile(pred_to_ref, 95), np.percentile(ref_to_pred, 95))),
+        "assd": float((pred_to_ref.sum() + ref_to_pred.sum()) / (len(pred_to_ref) + len(ref_to_pred))),
+    }
+
+
+def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """All metrics of one binary prediction against its reference."""
+    return {**overlap_metrics(pred, ref), **surface_metrics(pred, ref, spacing)}
+
+
+def label_metrics(pred: np.ndarray, ref: np.ndarray, spacing, classes: list[int] | None = None) -> dict[str, float]:
+    """Binary metrics (any label > 0), and, for each value in ``classes``, metrics prefixed ``class<k>_``."""
+    row = case_metrics(pred > 0, ref > 0, spacing)
+    for k in classes or []:
+        row.update({f"class{k}_{m}": v for m, v in case_metrics(pred == k, ref == k, spacing).items()})
+    return row
+
+
+def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of each metric (an infinite distance makes the mean infinite)."""
+    summary = {}
+    for m in metrics:
+        values = np.array([r[m] for r in rows if r.get(m) is not None], dtype=np.float64)
+        summary[m] = {"mean": float(values.mean()) if len(values) else math.nan,
+                      "std": float(values.std()) if len(values) else math.nan, "n": int(len(values))}
+    return summary
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(data, path: Path) -> None:
+    """Write ``data`` as JSON atomically; non-finite numbers become null."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def _strip_channel(name: str) -> str:
+    return re.sub(r"_\d{4}$", "", name)
+
+
+def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(case, prediction, reference) pairs matched by case name, ignoring an nnU-Net ``_0000`` suffix."""
+    for folder in (pred_dir, ref_dir):
+        if not folder.is_dir():
+            raise InputError(folder, "no such folder")
+    images = lambda d: {_strip_channel(case_name(p)): p for p in sorted(d.iterdir()) if image_suffix(p) in  # noqa: E731
+                        (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")}
+    preds, refs = images(pred_dir), images(ref_dir)
+    missing = sorted(set(refs) - set(preds))
+    if missing:
+        raise InputError(pred_dir, f"no prediction for {len(missing)} reference case(s): {', '.join(missing[:5])}")
+    if not refs:
+        raise InputError(ref_dir, "holds no reference images")
+    return [(name, preds[name], refs[name]) for name in sorted(refs)]
+
+
+def evaluate_pair(pred_path: Path, ref_path: Path, classes: list[int] | None = None) -> dict[str, float]:
+    pred, ref = read_volume(pred_path), read_volume(ref_path)
+    mismatch = same_geometry(pred, ref)
+    if mismatch:
+        raise InputError(pred_path, f"geometry differs from the reference {ref_path.name}: {mismatch}")
+    return label_metrics(pred.array, ref.array, ref.spacing, classes)
+
+
+def evaluate_folders(pred_dir: Path, ref_dir: Path, progress: bool = True) -> list[dict]:
+    from tqdm import tqdm
+
+    rows = []
+    for name, pred, ref in tqdm(pair_folders(pred_dir, ref_dir), desc="evaluating", disable=None if progress else True):
+        rows.append({"case": name, **evaluate_pair(pred, ref)})
+    return rows

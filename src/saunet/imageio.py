@@ -1,0 +1,166 @@
+"""Reading and writing medical images with their geometry (SimpleITK does the formats).
+
+Arrays are in SimpleITK's order: numpy axis a is ITK index axis (ndim - 1 - a).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from saunet.errors import InputError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+@dataclass
+class Volume:
+    """A 3D image: ``array`` in SimpleITK's (k, j, i) order and the SimpleITK image that carries its geometry."""
+
+    array: np.ndarray
+    reference: sitk.Image
+    path: Path
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Spacing of each numpy axis, in mm."""
+        return tuple(reversed(self.reference.GetSpacing()))
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 direction matrix whose column c is the world direction of ITK index axis c (LPS world)."""
+        return np.array(self.reference.GetDirection()).reshape(3, 3)
+
+    @property
+    def origin(self) -> tuple[float, ...]:
+        return self.reference.GetOrigin()
+
+
+def image_suffix(path: Path) -> str:
+    """The file-format ending of ``path`` ('' for a folder)."""
+    name = path.name.lower()
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), path.suffix.lower())
+
+
+def case_name(path: Path) -> str:
+    """File name without its image ending: 'lumbar_02_0000.nii.gz' -> 'lumbar_02_0000'."""
+    suffix = image_suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
+def _read_sitk(path: Path) -> sitk.Image:
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise InputError(path, "folder holds no DICOM series")
+        if len(series) > 1:
+            raise InputError(path, f"folder holds {len(series)} DICOM series; give one series per folder")
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        try:
+            return reader.Execute()
+        except RuntimeError as err:
+            raise InputError(path, f"unreadable DICOM series ({_first_line(err)})") from None
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InputError(path, f"not a readable image ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines if "Exception" not in line and "sitk::" not in line), lines[-1] if lines else "")
+    return detail[:160]
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a 3D scalar image (NIfTI, MetaImage, NRRD, or a DICOM series folder) with its geometry.
+
+    Raises :class:`InputError` for a missing, empty, corrupt, non-3D, multi-component or non-finite image.
+    """
+    path = Path(path)
+    image = _read_sitk(path)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, f"image has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1")
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3 or min(image.GetSize()) < 1:
+        raise InputError(path, f"image is {image.GetDimension()}D with size {image.GetSize()}; expected a 3D volume")
+    if image.GetSize()[2] == 1 and image.GetSize()[0] > 1:
+        raise InputError(path, f"image is a single 2D slice (size {image.GetSize()}); expected a 3D volume")
+    array = sitk.GetArrayFromImage(image)
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        _check_nifti_data(path)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputError(path, f"image holds {int((~np.isfinite(array)).sum())} NaN or infinite values")
+    return Volume(array, image, path)
+
+
+def _check_nifti_data(path: Path) -> None:
+    """ITK's NIfTI reader accepts a truncated .nii.gz and turns NaN into 0: read the data once more with nibabel."""
+    import nibabel
+
+    try:
+        data = np.asarray(nibabel.load(path).dataobj)
+    except Exception as err:  # noqa: BLE001 - EOFError, zlib.error, ValueError: all mean a broken file
+        raise InputError(path, f"truncated or corrupt image data ({type(err).__name__})") from None
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise InputError(path, f"image holds {int((~np.isfinite(data)).sum())} NaN or infinite values")
+
+
+def same_geometry(a: Volume, b: Volume, tol: float = 1e-4) -> str | None:
+    """None when ``a`` and ``b`` share a grid, else what differs."""
+    if a.array.shape != b.array.shape:
+        return f"shape {a.array.shape} differs from {b.array.shape}"
+    for what, x, y in (("spacing", a.spacing, b.spacing), ("origin", a.origin, b.origin)):
+        if not np.allclose(x, y, atol=tol):
+            return f"{what} {tuple(round(v, 4) for v in x)} differs from {tuple(round(v, 4) for v in y)}"
+    if not np.allclose(a.direction, b.direction, atol=tol):
+        return "direction differs"
+    return None
+
+
+def sagittal_axis(volume: Volume) -> int:
+    """The numpy axis closest to the left-right world direction: the sagittal slice axis."""
+    left_right = np.abs(volume.direction[0])  # LPS x component of each ITK index axis
+    return volume.array.ndim - 1 - int(np.argmax(left_right))
+
+
+def write_like(array: np.ndarray, reference: Volume, path: str | Path) -> Path:
+    """Write ``array`` on ``reference``'s grid (shape, spacing, origin, direction) to ``path`` atomically.
+
+    The file is written under a temporary name in the same folder, then renamed, so a failure leaves
+    nothing half-written.
+    """
+    path = Path(path)
+    if array.shape != reference.array.shape:
+        raise ValueError(f"array shape {array.shape} differs from the reference {reference.array.shape}")
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference.reference)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=image_suffix(path) or ".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def output_suffix(input_path: Path) -> str:
+    """The output format for a prediction of ``input_path``: the input's, or NIfTI for a DICOM folder."""
+    if input_path.is_dir():
+        return ".nii.gz"
+    # Detached headers (.mhd + .raw) cannot be renamed into place atomically: write the single-file twin.
+    return {".mhd": ".mha", ".nhdr": ".nrrd"}.get(image_suffix(input_path), image_suffix(input_path))

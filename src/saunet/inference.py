@@ -1,0 +1,111 @@
+"""Segmenting scans: checkpoint or ONNX model -> label map on the input's own grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from saunet.datasets import LabelMap
+from saunet.errors import InputError
+from saunet.imageio import Volume, sagittal_axis
+from saunet.preprocessing import Preprocessor, PreprocessingSettings
+from saunet.training import load_checkpoint, model_from_checkpoint
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
+MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
+
+
+def remove_small_components(mask: np.ndarray, spacing: tuple[float, ...], min_mm3: float) -> np.ndarray:
+    """Drop connected components (26-connectivity) smaller than ``min_mm3`` cubic millimetres."""
+    if min_mm3 <= 0 or not mask.any():
+        return mask
+    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
+    sizes = np.bincount(components.ravel()) * float(np.prod(spacing))
+    keep = sizes >= min_mm3
+    keep[0] = False
+    return keep[components]
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # uint8 on the input grid
+    probabilities: np.ndarray  # float32 (K, *input shape), foreground classes
+
+
+class OnnxModel:
+    """An exported model run with ONNX Runtime; called like the PyTorch module on (1, 1, D, H, W)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise InputError(path, f"not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "saunet_checkpoint" not in meta:
+            raise InputError(path, "ONNX model was not exported by saunet export (no preprocessing metadata)")
+        import json
+
+        self.checkpoint = json.loads(meta["saunet_checkpoint"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        (logits,) = self.session.run(None, {"image": x.numpy()})
+        return torch.from_numpy(logits)
+
+
+class Segmenter:
+    """Loads a model once and segments volumes with it.
+
+    ``model_path`` is a saunet checkpoint (.pt) or an ONNX export (.onnx); None uses the shipped model.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, device: str = "cpu",
+                 min_component_mm3: float = MIN_COMPONENT_MM3, bf16: bool = False):
+        path = Path(model_path) if model_path else DEFAULT_MODEL
+        if path.suffix == ".onnx":
+            if not path.exists():
+                raise InputError(path, "no such model file")
+            self.model = OnnxModel(path)
+            info = self.model.checkpoint
+        else:
+            info = load_checkpoint(path)
+            self.model = model_from_checkpoint(info).to(device)
+        self.path = path
+        self.device = device
+        self.bf16 = bf16
+        self.model_name = info["model"]
+        self.label_map = LabelMap.from_dict(info["label_map"])
+        self.preprocessor = Preprocessor(PreprocessingSettings.from_dict(info["preprocessing"]))
+        self.slice_axis = info.get("slice_axis")
+        self.min_component_mm3 = min_component_mm3
+
+    def _logits(self, image: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(image)[None, None]
+        if isinstance(self.model, OnnxModel):
+            return self.model(x)[0]
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(x.to(self.device)).float().cpu()[0]
+
+    def segment(self, volume: Volume, slice_axis: int | None = None) -> Segmentation:
+        axis = slice_axis if slice_axis is not None else (
+            self.slice_axis if self.slice_axis is not None else sagittal_axis(volume))
+        grid = self.preprocessor.grid(volume.array.shape, volume.spacing, axis)
+        logits = self._logits(self.preprocessor.image(volume.array, grid))
+        if logits.shape[0] == 1:
+            probs = self.preprocessor.inverse(torch.sigmoid(logits), grid)
+            labels = remove_small_components(probs[0] > 0.5, volume.spacing, self.min_component_mm3)
+            labels = labels.astype(np.uint8)
+        else:
+            probs = self.preprocessor.inverse(torch.softmax(logits, 0), grid)
+            labels = probs.argmax(0).astype(np.uint8)
+            foreground = remove_small_components(labels > 0, volume.spacing, self.min_component_mm3)
+            labels[~foreground] = 0
+            probs = probs[1:]
+            if self.label_map.classes is not None:  # back to the data set's own label values
+                labels = np.array([0, *self.label_map.classes], dtype=np.uint8)[labels]
+        return Segmentation(labels, probs.astype(np.float32))

@@ -1,0 +1,131 @@
+"""Report writing: Markdown tables shaped like the paper's and PNG figures (overlays, curves, box plots)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from saunet.evaluation import METRICS, summarise
+
+LABELS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "precision": "Precision (%)", "recall": "Recall (%)",
+          "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)"}
+PERCENT = {"dice", "jaccard", "precision", "recall"}
+
+
+def mean_std(stats: dict, metric: str) -> str:
+    mean, std = stats["mean"], stats["std"]
+    if math.isnan(mean):
+        return "–"
+    if math.isinf(mean):
+        return "inf"
+    scale = 100 if metric in PERCENT else 1
+    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_table(rows: list[dict], group_key: str = "model", groups: list[str] | None = None,
+                  metrics=METRICS) -> str:
+    """Table 1 / 3 / 4 of the paper: one row per group (model), mean ± std of every metric over cases."""
+    groups = groups or list(dict.fromkeys(r[group_key] for r in rows))
+    body = []
+    for group in groups:
+        summary = summarise([r for r in rows if r[group_key] == group], metrics)
+        n = max(s["n"] for s in summary.values())
+        body.append([group, str(n)] + [mean_std(summary[m], m) for m in metrics])
+    return markdown_table([group_key.capitalize(), "cases"] + [LABELS.get(m, m) for m in metrics], body)
+
+
+def write_text(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp-" + path.name)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def overlay_figure(image: np.ndarray, reference: np.ndarray, predictions: dict[str, np.ndarray], path: Path,
+                   title: str = "", slices: list[int] | None = None) -> Path:
+    """The paper's Figure 4: sagittal slices (rows) of each model (columns) with errors coloured.
+
+    Arrays are slice-first (D, H, W). Green: true positive, red: false positive, blue: false negative.
+    """
+    plt = _pyplot()
+    if slices is None:
+        area = (reference > 0).reshape(reference.shape[0], -1).sum(1)
+        slices = [int(i) for i in np.argsort(area)[::-1][:2]] + [int(np.argmax(area > 0))]
+        slices = sorted(set(slices))
+    names = list(predictions)
+    fig, axes = plt.subplots(len(slices), len(names), figsize=(3.2 * len(names), 3.2 * len(slices)), squeeze=False)
+    low, high = np.percentile(image, (1, 99))
+    for r, s in enumerate(slices):
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            pred, ref = predictions[name][s] > 0, reference[s] > 0
+            rgba = np.zeros(pred.shape + (4,))
+            rgba[pred & ref] = (0.1, 0.9, 0.1, 0.45)
+            rgba[pred & ~ref] = (1.0, 0.1, 0.1, 0.8)
+            rgba[~pred & ref] = (0.1, 0.4, 1.0, 0.8)
+            ax.imshow(np.rot90(image[s]), cmap="gray", vmin=low, vmax=high)
+            ax.imshow(np.rot90(rgba))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name)
+            if c == 0:
+                ax.set_ylabel(f"slice {s}")
+    fig.suptitle(title + "  (green: correct, red: false positive, blue: missed)", fontsize=9)
+    return _save(fig, path)
+
+
+def training_curves(histories: dict[str, list[dict]], path: Path) -> Path:
+    """Training loss and validation Dice per epoch, one line per run."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], label=name)
+        ax_dice.plot(epochs, [h["val_dice"] for h in history], label=name)
+    ax_loss.set(xlabel="epoch", ylabel="training loss")
+    ax_dice.set(xlabel="epoch", ylabel="validation Dice")
+    ax_dice.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def box_plots(rows: list[dict], path: Path, metrics=("dice", "hd95", "hd"), group_key: str = "model") -> Path:
+    """Per-case distribution of each metric, one box per model."""
+    plt = _pyplot()
+    groups = list(dict.fromkeys(r[group_key] for r in rows))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        data = [[r[metric] for r in rows if r[group_key] == g and r[metric] is not None and math.isfinite(r[metric])]
+                for g in groups]
+        ax.boxplot(data, tick_labels=groups)
+        ax.set_title(LABELS.get(metric, metric))
+        ax.tick_params(axis="x", labelrotation=30)
+    return _save(fig, path)

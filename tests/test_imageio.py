@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from saunet.errors import InputError
+from saunet.imageio import read_volume, sagittal_axis, same_geometry, write_like
+from saunet.phantoms import make_phantom, phantom_volume
+from saunet.preprocessing import Preprocessor, PreprocessingSettings
+from tests.helpers import write_image
+
+
+def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):
+    import nibabel as nib
+
+    for image_path in sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:3]:
+        label_path = lumbar / "labelsTr" / image_path.name.replace("_0000", "")
+        image, label = read_volume(image_path), read_volume(label_path)
+        assert sagittal_axis(image) == 2  # nibabel's axis 0 is SimpleITK's last
+        pre = Preprocessor(PreprocessingSettings(in_plane_spacing=None))
+        grid = pre.grid(image.array.shape, image.spacing, sagittal_axis(image))
+        assert grid.native_shape == (39, 305, 305) and grid.native_spacing[0] == pytest.approx(2.0)
+        assert pre.image(image.array, grid).shape == (39, 305, 305)
+        onehot = torch.from_numpy(pre.label(label.array, grid)[None].astype(np.float32))
+        restored = pre.inverse(onehot, grid)[0].round().astype(np.uint8)
+        assert np.array_equal(restored, label.array)
+        out = write_like(restored, image, tmp_path / label_path.name)
+        original, written = nib.load(label_path), nib.load(out)
+        assert written.shape == original.shape
+        assert np.allclose(written.affine, original.affine, atol=1e-4)
+        assert np.array_equal(np.asarray(written.dataobj), np.asarray(original.dataobj))
+
+
+def test_resampled_grid_inverts_to_the_original_shape(lumbar):
+    image = read_volume(lumbar / "imagesTr" / "lumbar_02_0000.nii.gz")
+    pre = Preprocessor(PreprocessingSettings(in_plane_spacing=2.5))
+    grid = pre.grid(image.array.shape, image.spacing, sagittal_axis(image))
+    assert grid.network_shape == (39, 152, 152)
+    net = pre.image(image.array, grid)
+    assert net.dtype == np.float32 and abs(net.mean()) < 0.02  # normalised before area resampling
+    back = pre.inverse(torch.zeros(1, *grid.network_shape), grid)
+    assert back.shape == (1, *image.array.shape)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
+def test_formats_round_trip_geometry(tmp_path, suffix):
+    volume = phantom_volume(make_phantom(1, shape=(5, 24, 28)), tmp_path / "x")
+    path = write_like(volume.array, volume, tmp_path / f"img{suffix}")
+    back = read_volume(path)
+    assert same_geometry(back, volume) is None
+    assert np.allclose(back.array, volume.array)
+    assert sagittal_axis(back) == 0
+
+
+def test_slice_axis_stored_last_is_found(tmp_path):
+    array = np.zeros((30, 32, 9), dtype=np.uint8)  # numpy axis 2 = ITK axis 0 runs left-right
+    direction = (1, 0, 0, 0, 0, 1, 0, -1, 0)
+    path = write_image(array, tmp_path / "a.nii.gz", spacing=(4.0, 1.0, 1.0), direction=direction)
+    assert sagittal_axis(read_volume(path)) == 2
+
+
+def test_dicom_series_folder_is_read(tmp_path):
+    volume = phantom_volume(make_phantom(2, shape=(4, 20, 24)), tmp_path / "x")
+    image = sitk.Cast(sitk.GetImageFromArray(volume.array.astype(np.int16)), sitk.sitkInt16)
+    image.SetSpacing(volume.reference.GetSpacing())
+    series = tmp_path / "dicom"
+    series.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        s = image[:, :, k]
+        s.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
+        s.SetMetaData("0020|0013", str(k))
+        s.SetMetaData("0020|0032", "0\\0\\%f" % (k * image.GetSpacing()[2]))
+        s.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        s.SetMetaData("0008|0060", "MR")
+        writer.SetFileName(str(series / f"{k:03d}.dcm"))
+        writer.Execute(s)
+    back = read_volume(series)
+    assert back.array.shape == image.GetSize()[::-1]
+    assert np.allclose(back.spacing[1:], volume.spacing[1:], atol=1e-3)
+
+
+def test_mismatched_geometry_is_reported(tmp_path):
+    a = read_volume(write_image(np.zeros((4, 5, 6), np.uint8), tmp_path / "a.nii.gz"))
+    b = read_volume(write_image(np.zeros((4, 5, 6), np.uint8), tmp_path / "b.nii.gz", spacing=(1, 2, 1)))
+    assert "spacing" in same_geometry(a, b)
+
+
+def test_nan_image_is_refused(tmp_path):
+    array = np.zeros((3, 4, 5), np.float32)
+    array[1, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        read_volume(write_image(array, tmp_path / "n.nii.gz"))
