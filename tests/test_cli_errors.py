@@ -7,7 +7,6 @@ import sys
 import nibabel
 import numpy as np
 import pytest
-
 from tests.helpers import phantom_pair, write_image
 
 SAUNET = [sys.executable, "-m", "saunet.cli"]

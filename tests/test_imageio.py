@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from tests.helpers import write_image
 
 from saunet.errors import InputError
 from saunet.imageio import read_volume, sagittal_axis, same_geometry, write_like
 from saunet.phantoms import make_phantom, phantom_volume
-from saunet.preprocessing import Preprocessor, PreprocessingSettings
-from tests.helpers import write_image
+from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
 
 def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):

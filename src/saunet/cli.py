@@ -74,7 +74,7 @@ def cmd_cv(args) -> None:
     config = _training_config(args, models[0])
     folds = args.folds if args.folds == "loo" else int(args.folds)
     result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed)
-    report = write_cv_report(result, Path(args.report or args.out), command_line(), config)
+    report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), Path(args.data))
     print(f"report: {report}")
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from dataclasses import dataclass, replace
 from tqdm import tqdm
 
 from saunet.datasets import list_cases, read_case
 from saunet.evaluation import case_metrics, write_json
 from saunet.imageio import output_suffix, write_like
-from saunet.inference import Segmenter
+from saunet.inference import MIN_COMPONENT_MM3, Segmenter
 from saunet.training import TrainConfig, load_checkpoint, train
 
 
@@ -65,7 +65,7 @@ def fold_finished(run_dir: Path, epochs: int) -> bool:
 
 def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: TrainConfig,
            seed: int = 0, progress: bool = True) -> CVResult:
-    """Train and test every model on the same folds; finished folds and predictions are not redone.
+    """Train and test every model on the same folds; finished folds are not trained again.
 
     Writes ``out/splits.json``, ``out/<model>/fold_<k>/`` (checkpoints, metrics.csv, predictions/) and
     ``out/cases.json`` with the per-case metrics.
@@ -95,3 +95,68 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
                 raw_rows.append({**key, **case_metrics(raw > 0, reference > 0, image.spacing)})
     write_json({"cases": rows, "cases_without_postprocessing": raw_rows}, out / "cases.json")
     return CVResult(rows, raw_rows, histories)
+
+
+def write_cv_report(result: CVResult, report_dir: Path, command: str, config: TrainConfig,
+                    cv_dir: Path | None = None, data: Path | None = None) -> Path:
+    """cv.json (per-case rows, summaries, command, configuration), cv.md (the paper's tables) and figures."""
+    from saunet.evaluation import summarise
+    from saunet.reports import box_plots, metrics_table, overlay_figure, training_curves, write_text
+
+    models = list(dict.fromkeys(r["model"] for r in result.rows))
+    config_dict = {k: v for k, v in asdict(config).items() if k != "model"}
+    write_json({
+        "command": command,
+        "config": config_dict,
+        "summary": {m: summarise([r for r in result.rows if r["model"] == m]) for m in models},
+        "summary_without_postprocessing": {m: summarise([r for r in result.raw_rows if r["model"] == m])
+                                           for m in models},
+        "cases": result.rows,
+        "cases_without_postprocessing": result.raw_rows,
+    }, report_dir / "cv.json")
+    figures = [box_plots(result.rows, report_dir / "figures" / "cv_boxplots.png"),
+               training_curves(result.histories, report_dir / "figures" / "cv_training_curves.png")]
+    if cv_dir is not None and data is not None:
+        figures += _overlay_worst_case(result, cv_dir, data, report_dir, models, overlay_figure)
+    folds = sorted({r["fold"] for r in result.rows})
+    text = [
+        "# Cross-validation\n",
+        f"Command: `{command}`\n",
+        f"Folds: {len(folds)} (splits in `splits.json`, by patient, shared by every model); "
+        f"cases per model: {len(result.rows) // max(1, len(models))}.\n",
+        "Configuration: " + ", ".join(f"{k}={v}" for k, v in config_dict.items()) + "\n",
+        "## Table 1: models compared (with post-processing)\n",
+        "Post-processing, the same for every model: connected components under "
+        f"{MIN_COMPONENT_MM3:.0f} mm³ are removed.\n",
+        metrics_table(result.rows, groups=models),
+        "## Without post-processing\n",
+        metrics_table(result.raw_rows, groups=models),
+    ]
+    if {"sau-net", "dense-unet"} <= set(models):
+        text += ["## Table 4: ablation of the inter-slice attention (ISA)\n",
+                 metrics_table([{**r, "model": "w/ ISA" if r["model"] == "sau-net" else "w/o ISA"}
+                                for r in result.rows if r["model"] in ("sau-net", "dense-unet")],
+                               groups=["w/o ISA", "w/ ISA"])]
+    text += ["## Figures\n"] + [f"![{f.stem}](figures/{f.name})\n" for f in figures]
+    return write_text("\n".join(text), report_dir / "cv.md")
+
+
+def _overlay_worst_case(result, cv_dir, data, report_dir, models, overlay_figure) -> list[Path]:
+    """The paper's Figure 4 for the case where the first model's Hausdorff distance is worst."""
+    from saunet.imageio import read_volume, sagittal_axis
+    from saunet.preprocessing import to_slice_first
+
+    first = [r for r in result.rows if r["model"] == models[0]]
+    worst = max(first, key=lambda r: r["hd"])
+    case = next(c for c in list_cases(data) if c.name == worst["case"])
+    image, label = read_case(case)
+    axis = sagittal_axis(image)
+    predictions = {}
+    for model in models:
+        row = next(r for r in result.rows if r["model"] == model and r["case"] == worst["case"])
+        pred_dir = cv_dir / model / f"fold_{row['fold']}" / "predictions"
+        path = next(pred_dir.glob(f"{worst['case']}.*"))
+        predictions[f"{model} (HD {row['hd']:.1f} mm)"] = to_slice_first(read_volume(path).array, axis)
+    return [overlay_figure(to_slice_first(image.array, axis), to_slice_first(label.array, axis), predictions,
+                           report_dir / "figures" / f"cv_overlay_{worst['case']}.png",
+                           title=f"{worst['case']}: worst Hausdorff distance of {models[0]}")]

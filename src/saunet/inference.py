@@ -12,7 +12,7 @@ from scipy import ndimage
 from saunet.datasets import LabelMap
 from saunet.errors import InputError
 from saunet.imageio import Volume, sagittal_axis
-from saunet.preprocessing import Preprocessor, PreprocessingSettings
+from saunet.preprocessing import PreprocessingSettings, Preprocessor
 from saunet.training import load_checkpoint, model_from_checkpoint
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from saunet.datasets import Case, LabelMap, read_case
 from saunet.imageio import sagittal_axis
 from saunet.models import create
-from saunet.preprocessing import Preprocessor, PreprocessingSettings
+from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
 CHECKPOINT_FORMAT = 1
 

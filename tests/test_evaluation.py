@@ -1,0 +1,116 @@
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from monai.metrics import (
+    compute_average_surface_distance,
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+)
+from tests.helpers import write_image
+
+from saunet.evaluation import case_metrics, overlap_metrics, surface_metrics
+from saunet.imageio import read_volume
+
+
+def test_hand_computed_overlap():
+    ref = np.zeros((1, 4, 4), bool)
+    ref[0, :2, :2] = True  # 4 voxels
+    pred = np.zeros_like(ref)
+    pred[0, :2, :3] = True  # 6 voxels, 4 of them correct
+    m = overlap_metrics(pred, ref)
+    assert m["dice"] == pytest.approx(2 * 4 / 10)
+    assert m["jaccard"] == pytest.approx(4 / 6)
+    assert m["precision"] == pytest.approx(4 / 6)
+    assert m["recall"] == pytest.approx(1.0)
+
+
+def test_hand_computed_distances_use_spacing():
+    ref = np.zeros((1, 1, 10), bool)
+    ref[0, 0, 2] = True
+    pred = np.zeros_like(ref)
+    pred[0, 0, 2] = True
+    pred[0, 0, 7] = True  # an island 5 voxels away
+    m = surface_metrics(pred, ref, spacing=(1.0, 1.0, 2.0))
+    assert m["hd"] == pytest.approx(10.0)  # 5 voxels of 2 mm
+    assert m["assd"] == pytest.approx(10.0 / 3)  # distances 0, 10 (pred->ref) and 0 (ref->pred)
+
+
+def test_empty_conventions():
+    empty, full = np.zeros((2, 3, 3), bool), np.ones((2, 3, 3), bool)
+    both = case_metrics(empty, empty, (1, 1, 1))
+    assert both == {"dice": 1.0, "jaccard": 1.0, "precision": 1.0, "recall": 1.0, "hd": 0.0, "hd95": 0.0, "assd": 0.0}
+    missed = case_metrics(empty, full, (1, 1, 1))
+    assert missed["dice"] == 0 and missed["recall"] == 0 and missed["precision"] == 0 and math.isinf(missed["hd"])
+    spurious = case_metrics(full, empty, (1, 1, 1))
+    assert spurious["dice"] == 0 and spurious["precision"] == 0 and math.isinf(spurious["hd95"])
+
+
+def monai_metrics(pred, ref, spacing):
+    p = torch.from_numpy(pred[None, None].astype(np.float32))
+    r = torch.from_numpy(ref[None, None].astype(np.float32))
+    return {
+        "dice": compute_dice(p, r).item(),
+        "jaccard": compute_iou(p, r).item(),
+        "hd": compute_hausdorff_distance(p, r, spacing=spacing).item(),
+        "hd95": compute_hausdorff_distance(p, r, percentile=95, spacing=spacing).item(),
+        "assd": compute_average_surface_distance(p, r, symmetric=True, spacing=spacing).item(),
+    }
+
+
+def assert_agrees_with_monai(pred, ref, spacing):
+    ours, theirs = case_metrics(pred, ref, spacing), monai_metrics(pred, ref, spacing)
+    for m in ("dice", "jaccard"):
+        assert ours[m] == pytest.approx(theirs[m], abs=1e-4), m
+    for m in ("hd", "hd95", "assd"):
+        assert ours[m] == pytest.approx(theirs[m], abs=0.5), m
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_masks_agree_with_monai(seed):
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    ref = ndimage.gaussian_filter(rng.random((12, 30, 26)), 2) > 0.5
+    pred = ndimage.binary_dilation(ref, iterations=1) ^ (rng.random(ref.shape) > 0.97)
+    assert ref.any() and pred.any()
+    assert_agrees_with_monai(pred, ref, spacing=tuple(rng.uniform(0.5, 3.0, 3)))
+
+
+def test_real_masks_agree_with_monai(lumbar):
+    from scipy import ndimage
+
+    label = read_volume(lumbar / "labelsTr" / "lumbar_04.nii.gz")
+    ref = label.array > 0
+    pred = ndimage.binary_erosion(ref, iterations=1)
+    pred[5:8, 10:14, 10:14] = True  # a far-away false positive, as a per-slice network makes
+    assert_agrees_with_monai(pred, ref, label.spacing)
+
+
+def test_evaluate_command_pairs_nnunet_names_and_writes_reports(tmp_path):
+    ref = np.zeros((6, 20, 20), np.uint8)
+    ref[1:5, 5:15, 5:15] = 1
+    pred = ref.copy()
+    pred[1:5, 5:15, 14] = 0
+    write_image(ref, tmp_path / "ref" / "case_a.nii.gz")
+    write_image(pred, tmp_path / "pred" / "case_a_0000.nii.gz")
+    write_image(ref, tmp_path / "ref" / "case_b.nii.gz")
+    write_image(ref, tmp_path / "pred" / "case_b.nii.gz")
+    out = subprocess.run([sys.executable, "-m", "saunet.cli", "evaluate", "--pred", tmp_path / "pred", "--ref",
+                          tmp_path / "ref", "--csv", tmp_path / "m.csv", "--json", tmp_path / "m.json",
+                          "--markdown", tmp_path / "m.md"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert list(rows[0]) == ["case", "dice", "jaccard", "precision", "recall", "hd", "hd95", "assd"]
+    assert [r["case"] for r in rows] == ["case_a", "case_b"]
+    assert float(rows[0]["dice"]) == pytest.approx(2 * 360 / 760, abs=1e-5)
+    assert float(rows[1]["dice"]) == 1.0
+    summary = json.loads((tmp_path / "m.json").read_text())["summary"]
+    assert summary["dice"]["mean"] == pytest.approx((2 * 360 / 760 + 1) / 2, abs=1e-5)
+    assert "± " in (tmp_path / "m.md").read_text()

@@ -1,0 +1,114 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from saunet.datasets import list_cases
+from saunet.training import TrainConfig, augment, load_checkpoint, sample_batch, segmentation_loss, train
+
+TRAIN = ["train", "--model", "sau-net", "--width", "4,8,16", "--patch", "32", "--steps-per-epoch", "4",
+         "--lr", "0.01", "--loss", "dice-bce"]
+
+
+def saunet(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "saunet.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_sampled_stacks_hold_consecutive_slices():
+    from saunet.training import PreparedCase
+
+    slice_index = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 40, 40)).copy()
+    case = PreparedCase("c", slice_index, (slice_index > 3).astype(np.uint8))
+    config = TrainConfig(stack=3, patch=32, batch_size=6)
+    images, labels = sample_batch([case], config, np.random.default_rng(0))
+    assert images.shape == (6, 1, 3, 32, 32) and labels.shape == (6, 1, 3, 32, 32)
+    for stack, label in zip(images[:, 0].numpy(), labels[:, 0].numpy()):
+        first = stack[0, 0, 0]
+        assert np.array_equal(stack[:, 0, 0], first + np.arange(3))  # consecutive slices
+        assert np.array_equal(label[:, 0, 0], (stack[:, 0, 0] > 3).astype(np.uint8))  # labels follow
+    aug_images, aug_labels = augment(images, labels, np.random.default_rng(1))
+    assert aug_images.shape == images.shape and set(np.unique(aug_labels.numpy())) <= {0, 1}
+
+
+def test_losses_fall_for_a_perfect_prediction():
+    labels = torch.zeros(1, 1, 2, 8, 8, dtype=torch.uint8)
+    labels[..., 2:6, 2:6] = 1
+    good = (labels.float() * 2 - 1) * 10
+    for kind in ("bce", "dice-bce"):
+        assert segmentation_loss(good, labels, kind) < 0.01 < segmentation_loss(-good, labels, kind)
+
+
+def test_same_seed_same_run(phantom_data, tmp_path):
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32)
+    for run in ("a", "b"):
+        train(config, cases[:4], cases[4:5], tmp_path / run, progress=False)
+    a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_9_then_resume_loses_at_most_one_epoch(phantom_data, tmp_path):
+    run = tmp_path / "run"
+    process = saunet(*TRAIN, "--data", phantom_data, "--out", run, "--epochs", 8)
+    last = run / "checkpoint_last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(last)["epoch"]  # a checkpoint written atomically is always readable
+    assert 2 <= killed_at < 8
+
+    resumed = saunet(*TRAIN, "--data", phantom_data, "--out", run, "--epochs", 8, "--resume")
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    final = load_checkpoint(last)
+    assert final["epoch"] == 8
+    assert [h["epoch"] for h in final["history"]] == list(range(1, 9))
+    assert f"epoch {killed_at + 1}/8" in output and f"epoch {killed_at}/8" not in output
+
+    # Epochs draw from per-epoch seeds, so the interrupted run ends where an uninterrupted one does.
+    straight = saunet(*TRAIN, "--data", phantom_data, "--out", tmp_path / "straight", "--epochs", 8)
+    straight.communicate(timeout=600)
+    reference = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")["state_dict"]
+    assert all(torch.allclose(final["state_dict"][k].float(), reference[k].float(), atol=1e-5) for k in reference)
+
+
+def test_two_gloo_processes_hold_identical_weights(phantom_data, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "saunet.cli",
+         *TRAIN, "--data", phantom_data, "--out", run, "--epochs", "2"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert process.returncode == 0, process.stdout + process.stderr
+    ranks = [(run / f"rank{r}_weights.txt").read_text() for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_checkpoint_holds_what_inference_needs(tiny_checkpoint):
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    for key in ("model", "model_kwargs", "preprocessing", "label_map", "state_dict"):
+        assert key in checkpoint
+    assert checkpoint["model"] == "sau-net"
+
+
+@pytest.mark.parametrize("model", ["dense-unet", "unet2d", "unet3d"])
+def test_every_model_trains_one_step(phantom_data, tmp_path, model):
+    cases = list_cases(phantom_data)
+    small = {"unet2d": {"features": [4, 4, 8, 8, 16, 4]}, "unet3d": {"features": [2, 2, 4, 4, 8, 2]}}
+    config = TrainConfig(model=model, model_kwargs=small.get(model, {"features": [4, 8, 16], "growth": 4}),
+                         epochs=1, steps_per_epoch=1, patch=32, batch_size=1)
+    train(config, cases[:2], cases[2:3], tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["model"] == model
