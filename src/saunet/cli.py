@@ -151,9 +151,16 @@ def cmd_info(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from saunet.export import export_onnx
+    from saunet.export import export_inference_checkpoint, export_onnx
 
-    print(f"wrote {export_onnx(args.model, Path(args.onnx))}")
+    if not args.onnx and not args.pt:
+        raise InputError("saunet export", "give --onnx FILE and/or --pt FILE")
+    if args.onnx:
+        print(f"wrote {export_onnx(args.model, Path(args.onnx))}")
+    if args.pt:
+        if not args.model:
+            raise InputError("saunet export", "--pt needs --model CHECKPOINT")
+        print(f"wrote {export_inference_checkpoint(args.model, Path(args.pt))}")
 
 
 def cmd_benchmark(args) -> None:
@@ -226,9 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, default=(39, 305, 305), metavar=("D", "H", "W"))
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, or slim it for shipping",
+                       description="Export a checkpoint to ONNX (dynamic slices and size) and/or a slim .pt "
+                                   "without optimiser state.")
     p.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
-    p.add_argument("--onnx", required=True, help="ONNX file to write")
+    p.add_argument("--onnx", help="ONNX file to write")
+    p.add_argument("--pt", help="slim inference checkpoint to write")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="the paper's Table 2 on this machine")

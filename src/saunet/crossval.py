@@ -101,7 +101,7 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
                     cv_dir: Path | None = None, data: Path | None = None) -> Path:
     """cv.json (per-case rows, summaries, command, configuration), cv.md (the paper's tables) and figures."""
     from saunet.evaluation import summarise
-    from saunet.reports import box_plots, metrics_table, overlay_figure, training_curves, write_text
+    from saunet.reports import box_plots, metrics_table, training_curves, write_text
 
     models = list(dict.fromkeys(r["model"] for r in result.rows))
     config_dict = {k: v for k, v in asdict(config).items() if k != "model"}
@@ -117,7 +117,7 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     figures = [box_plots(result.rows, report_dir / "figures" / "cv_boxplots.png"),
                training_curves(result.histories, report_dir / "figures" / "cv_training_curves.png")]
     if cv_dir is not None and data is not None:
-        figures += _overlay_worst_case(result, cv_dir, data, report_dir, models, overlay_figure)
+        figures += _overlay_worst_case(result, cv_dir, data, report_dir, models)
     folds = sorted({r["fold"] for r in result.rows})
     text = [
         "# Cross-validation\n",
@@ -141,22 +141,21 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     return write_text("\n".join(text), report_dir / "cv.md")
 
 
-def _overlay_worst_case(result, cv_dir, data, report_dir, models, overlay_figure) -> list[Path]:
+def _overlay_worst_case(result, cv_dir, data, report_dir, models) -> list[Path]:
     """The paper's Figure 4 for the case where the first model's Hausdorff distance is worst."""
-    from saunet.imageio import read_volume, sagittal_axis
-    from saunet.preprocessing import to_slice_first
+    from saunet.imageio import read_volume
+    from saunet.reports import overlay_figure, sagittal_view
 
     first = [r for r in result.rows if r["model"] == models[0]]
     worst = max(first, key=lambda r: r["hd"])
     case = next(c for c in list_cases(data) if c.name == worst["case"])
     image, label = read_case(case)
-    axis = sagittal_axis(image)
     predictions = {}
     for model in models:
         row = next(r for r in result.rows if r["model"] == model and r["case"] == worst["case"])
         pred_dir = cv_dir / model / f"fold_{row['fold']}" / "predictions"
         path = next(pred_dir.glob(f"{worst['case']}.*"))
-        predictions[f"{model} (HD {row['hd']:.1f} mm)"] = to_slice_first(read_volume(path).array, axis)
-    return [overlay_figure(to_slice_first(image.array, axis), to_slice_first(label.array, axis), predictions,
+        predictions[f"{model} (HD {row['hd']:.1f} mm)"] = sagittal_view(image, read_volume(path).array)
+    return [overlay_figure(sagittal_view(image, image.array), sagittal_view(image, label.array), predictions,
                            report_dir / "figures" / f"cv_overlay_{worst['case']}.png",
                            title=f"{worst['case']}: worst Hausdorff distance of {models[0]}")]

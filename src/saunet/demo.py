@@ -14,10 +14,9 @@ from tqdm import tqdm
 
 from saunet.datasets import list_cases, read_case
 from saunet.evaluation import METRICS, case_metrics, write_csv, write_json
-from saunet.imageio import output_suffix, sagittal_axis, write_like
+from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
-from saunet.preprocessing import to_slice_first
-from saunet.reports import box_plots, metrics_table, overlay_figure, training_curves, write_text
+from saunet.reports import box_plots, metrics_table, overlay_figure, sagittal_view, training_curves, write_text
 from saunet.training import TrainConfig, load_checkpoint, train
 
 DEMO_CONFIG = dict(model="sau-net", epochs=8, steps_per_epoch=15, batch_size=2, patch=96, lr=3e-3,
@@ -56,10 +55,9 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
         rows.append({"model": "sau-net", "case": case.name,
                      **case_metrics(result.labels > 0, label.array > 0, image.spacing)})
         if len(figures) < 3:
-            axis = sagittal_axis(image)
             figures.append(overlay_figure(
-                to_slice_first(image.array, axis), to_slice_first(label.array, axis),
-                {"SAU-Net": to_slice_first(result.labels, axis)}, out / "figures" / f"overlay_{case.name}.png",
+                sagittal_view(image, image.array), sagittal_view(image, label.array),
+                {"SAU-Net": sagittal_view(image, result.labels)}, out / "figures" / f"overlay_{case.name}.png",
                 title=case.name))
     write_csv(rows, out / "cases.csv", ["case", *METRICS])
     write_json({"cases": rows}, out / "cases.json")

@@ -37,3 +37,14 @@ def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
     onnx.save(proto, str(tmp))
     os.replace(tmp, onnx_path)
     return onnx_path
+
+
+def export_inference_checkpoint(checkpoint_path: str | Path, out_path: Path) -> Path:
+    """A slim checkpoint for shipping: the model and what inference needs, without the optimiser state."""
+    from saunet.training import save_atomic
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    slim = {k: v for k, v in checkpoint.items() if k != "optimizer"}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(slim, out_path)
+    return out_path

@@ -7,6 +7,7 @@ canal behind, soft tissue around, a smooth bias field and noise.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,9 @@ def write_cohort(folder: Path, count: int, seed: int = 0, **kwargs) -> list[str]
         write_like(phantom.image, volume, volume.path)
         write_like(phantom.label, volume, folder / "labelsTr" / f"{name}.nii.gz")
         names.append(name)
-    (folder / "dataset.json").write_text(
-        '{"name": "phantoms", "channel_names": {"0": "T2"}, "labels": {"background": 0, "vertebra": 1},'
-        f' "numTraining": {count}, "file_ending": ".nii.gz"}}\n'
-    )
+    vertebrae = int(kwargs.get("vertebrae", 5))
+    labels = {"background": 0, **{f"vertebra_{k}": k for k in range(1, vertebrae + 1)}}
+    meta = {"name": "phantoms", "channel_names": {"0": "T2"}, "labels": labels, "numTraining": count,
+            "file_ending": ".nii.gz"}
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return names

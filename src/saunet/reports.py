@@ -69,11 +69,30 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def sagittal_view(volume, array: np.ndarray) -> np.ndarray:
+    """``array`` on ``volume``'s grid as (D, rows, cols) for display: sagittal slices first, superior at the
+    top and anterior on the left, whatever the axis order and orientation of the file."""
+    from saunet.imageio import sagittal_axis
+
+    axis = sagittal_axis(volume)
+    in_plane = [a for a in range(3) if a != axis]
+    world = {a: volume.direction[:, 2 - a] for a in in_plane}  # LPS direction of each numpy axis
+    vertical = max(in_plane, key=lambda a: abs(world[a][2]))
+    horizontal = next(a for a in in_plane if a != vertical)
+    view = np.transpose(array, (axis, vertical, horizontal))
+    if world[vertical][2] > 0:  # index runs towards superior: flip so superior is row 0
+        view = view[:, ::-1]
+    if world[horizontal][1] < 0:  # index runs towards anterior: flip so anterior is column 0
+        view = view[:, :, ::-1]
+    return np.ascontiguousarray(view)
+
+
 def overlay_figure(image: np.ndarray, reference: np.ndarray, predictions: dict[str, np.ndarray], path: Path,
                    title: str = "", slices: list[int] | None = None) -> Path:
     """The paper's Figure 4: sagittal slices (rows) of each model (columns) with errors coloured.
 
-    Arrays are slice-first (D, H, W). Green: true positive, red: false positive, blue: false negative.
+    Arrays are display-ready (D, rows, cols), as :func:`sagittal_view` gives them.
+    Green: true positive, red: false positive, blue: false negative.
     """
     plt = _pyplot()
     if slices is None:
@@ -91,8 +110,8 @@ def overlay_figure(image: np.ndarray, reference: np.ndarray, predictions: dict[s
             rgba[pred & ref] = (0.1, 0.9, 0.1, 0.45)
             rgba[pred & ~ref] = (1.0, 0.1, 0.1, 0.8)
             rgba[~pred & ref] = (0.1, 0.4, 1.0, 0.8)
-            ax.imshow(np.rot90(image[s]), cmap="gray", vmin=low, vmax=high)
-            ax.imshow(np.rot90(rgba))
+            ax.imshow(image[s], cmap="gray", vmin=low, vmax=high)
+            ax.imshow(rgba)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

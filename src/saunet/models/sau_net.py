@@ -54,7 +54,7 @@ class SAUNet(nn.Module):
         self,
         in_channels: int = 1,
         out_channels: int = 1,
-        features: tuple[int, ...] = (16, 32, 64, 128, 256),
+        features: tuple[int, ...] = (16, 32, 64, 128, 256, 256),
         growth: int = 12,
         layers: int = 2,
     ):

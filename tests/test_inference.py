@@ -1,0 +1,97 @@
+import subprocess
+import sys
+
+import nibabel
+import numpy as np
+import pytest
+
+from saunet.evaluation import overlap_metrics
+from saunet.imageio import read_volume
+from saunet.inference import DEFAULT_MODEL, Segmenter, remove_small_components
+from saunet.phantoms import make_phantom, phantom_volume
+
+
+def saunet(*args):
+    return subprocess.run([sys.executable, "-m", "saunet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_small_components_are_removed_by_volume():
+    mask = np.zeros((10, 10, 10), bool)
+    mask[:5, :5, :5] = True  # 125 voxels
+    mask[8, 8, 8] = True
+    kept = remove_small_components(mask, (2.0, 1.0, 1.0), min_mm3=100)
+    assert kept.sum() == 125 and not kept[8, 8, 8]
+
+
+def test_segment_keeps_the_geometry_of_real_scans(lumbar, tmp_path, tiny_checkpoint):
+    scans = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:2]
+    result = saunet("segment", *scans, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--prob")
+    assert result.returncode == 0, result.stderr
+    for scan in scans:
+        name = scan.name.replace(".nii.gz", "")
+        original, written = nibabel.load(scan), nibabel.load(tmp_path / "out" / f"{name}.nii.gz")
+        assert written.shape == original.shape
+        assert np.allclose(written.affine, original.affine, atol=1e-4)
+        assert np.array_equal(written.header.get_zooms(), original.header.get_zooms())
+        prob = nibabel.load(tmp_path / "out" / f"{name}_prob.nii.gz")
+        assert prob.shape == original.shape and 0 <= prob.get_fdata().min() and prob.get_fdata().max() <= 1
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+def test_output_format_follows_the_input(tmp_path, tiny_checkpoint, suffix):
+    from saunet.imageio import write_like
+
+    volume = phantom_volume(make_phantom(3, shape=(7, 48, 48)), tmp_path / "x")
+    scan = write_like(volume.array, volume, tmp_path / f"scan{suffix}")
+    result = saunet("segment", scan, "-o", tmp_path / f"seg{suffix}", "--model", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    out = read_volume(tmp_path / f"seg{suffix}")
+    assert out.array.shape == volume.array.shape
+    assert np.allclose(out.direction, volume.direction) and np.allclose(out.origin, volume.origin)
+
+
+def test_levels_need_a_level_model(tmp_path, tiny_checkpoint, lumbar):
+    scan = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0]
+    result = saunet("segment", scan, "-o", tmp_path / "s.nii.gz", "--model", tiny_checkpoint, "--levels")
+    assert result.returncode == 2 and "--levels" in result.stderr and not (tmp_path / "s.nii.gz").exists()
+
+
+def test_onnx_export_gives_the_same_masks(lumbar, tmp_path, tiny_checkpoint):
+    onnx_path = tmp_path / "model.onnx"
+    result = saunet("export", "--model", tiny_checkpoint, "--onnx", onnx_path)
+    assert result.returncode == 0, result.stderr
+    torch_seg, onnx_seg = Segmenter(tiny_checkpoint), Segmenter(onnx_path)
+    for scan in sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:2]:
+        volume = read_volume(scan)
+        a, b = torch_seg.segment(volume), onnx_seg.segment(volume)
+        assert np.abs(a.probabilities - b.probabilities).max() < 1e-3
+        assert overlap_metrics(a.labels > 0, b.labels > 0)["dice"] >= 0.999
+
+
+def test_shipped_model_segments_real_scans(lumbar, tmp_path):
+    assert DEFAULT_MODEL.exists(), "the shipped model is part of the package"
+    dice = []
+    for scan in sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:3]:
+        out = tmp_path / scan.name
+        result = saunet("segment", scan, "-o", out)
+        assert result.returncode == 0, result.stderr
+        written, original = read_volume(out), read_volume(scan)
+        assert written.array.shape == original.array.shape
+        assert np.allclose(written.direction, original.direction) and np.allclose(written.origin, original.origin)
+        reference = read_volume(lumbar / "labelsTr" / scan.name.replace("_0000", ""))
+        dice.append(overlap_metrics(written.array > 0, reference.array > 0)["dice"])
+    print("shipped model Dice on (training) scans:", [round(d, 4) for d in dice])
+    assert min(dice) > 0.85  # these scans were in its training set: a loose sanity bound, not the target
+
+
+@pytest.mark.slow
+def test_shipped_model_onnx_parity_on_every_real_scan(lumbar, tmp_path):
+    from saunet.export import export_onnx
+
+    onnx_seg = Segmenter(export_onnx(None, tmp_path / "shipped.onnx"))
+    torch_seg = Segmenter()
+    for scan in sorted((lumbar / "imagesTr").glob("*.nii.gz")):
+        volume = read_volume(scan)
+        dice = overlap_metrics(torch_seg.segment(volume).labels > 0, onnx_seg.segment(volume).labels > 0)["dice"]
+        print(scan.name, f"ONNX vs PyTorch Dice {dice:.5f}")
+        assert dice >= 0.999

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from saunet.reports import metrics_table, overlay_figure, sagittal_view
+
+
+def test_metrics_table_shows_mean_and_std_in_percent():
+    rows = [{"model": "a", "dice": 0.9, "hd": 2.0}, {"model": "a", "dice": 0.8, "hd": 4.0},
+            {"model": "b", "dice": 1.0, "hd": 1.0}]
+    table = metrics_table(rows, metrics=("dice", "hd"))
+    assert "| a | 2 | 85.00 ± 5.00 | 3.00 ± 1.00 |" in table
+    assert "| b | 1 | 100.00 ± 0.00 | 1.00 ± 0.00 |" in table
+
+
+def test_overlay_colours_errors(tmp_path):
+    image = np.zeros((3, 20, 20))
+    ref = np.zeros((3, 20, 20), np.uint8)
+    ref[:, 5:10, 5:10] = 1
+    pred = np.zeros_like(ref)
+    pred[:, 5:10, 8:14] = 1
+    path = overlay_figure(image, ref, {"m": pred}, tmp_path / "o.png", slices=[1])
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sagittal_view_puts_superior_up(tmp_path):
+    from saunet.phantoms import make_phantom, phantom_volume
+
+    phantom = make_phantom(0, shape=(7, 48, 48))
+    view = sagittal_view(phantom_volume(phantom, tmp_path / "p"), phantom.label)
+    rows_of = {k: np.argwhere(view == k)[:, 1].mean() for k in (1, 5)}
+    assert rows_of[1] < rows_of[5]  # label 1 is the most cranial body: nearer the top
+
+
+def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom_data, tmp_path):
+    command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2",
+               "--models", "sau-net,dense-unet", "--out", str(tmp_path / "cv"), "--report", str(tmp_path / "report"),
+               "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32"]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    splits = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"]
+    assert len(splits) == 2 and sorted(n for s in splits for n in s["test"]) == [f"phantom_{i:03d}" for i in range(6)]
+    result = json.loads((tmp_path / "report" / "cv.json").read_text())
+    assert len(result["cases"]) == 12  # 6 cases x 2 models
+    assert set(result["cases"][0]) == {"model", "fold", "case", "dice", "jaccard", "precision", "recall", "hd", "hd95",
+                                       "assd"}
+    report = (tmp_path / "report" / "cv.md").read_text()
+    assert "Table 1" in report and "Table 4" in report and "saunet cv --data" in report and "± " in report
+    figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
+    assert "cv_boxplots.png" in figures and "cv_training_curves.png" in figures
+    assert any(f.startswith("cv_overlay_") for f in figures)
+
+    checkpoint = tmp_path / "cv" / "sau-net" / "fold_0" / "checkpoint_last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert checkpoint.stat().st_mtime_ns == stamp  # finished folds are not trained again
+    assert json.loads((tmp_path / "report" / "cv.json").read_text())["cases"] == result["cases"]
