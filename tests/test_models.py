@@ -83,3 +83,14 @@ def test_unknown_model_is_refused():
 def test_flops_of_a_conv_are_counted():
     model = torch.nn.Conv3d(1, 1, 1, bias=False)
     assert count_flops(model, (1, 1, 2, 3, 4)) == 2 * 24
+
+
+def test_info_command_lists_every_model():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "saunet.cli", "info", "--shape", "5", "33", "35"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in MODELS:
+        assert f"| {name} |" in out.stdout

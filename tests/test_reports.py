@@ -47,6 +47,7 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert set(result["cases"][0]) == {"model", "fold", "case", "dice", "jaccard", "precision", "recall", "hd", "hd95",
                                        "assd"}
     report = (tmp_path / "report" / "cv.md").read_text()
+    assert (tmp_path / "report" / "splits.json").exists()
     assert "Table 1" in report and "Table 4" in report and "saunet cv --data" in report and "± " in report
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
     assert "cv_boxplots.png" in figures and "cv_training_curves.png" in figures

@@ -64,7 +64,10 @@ def cmd_train(args) -> None:
     from saunet.training import train
 
     summary = train(config, train_cases, val, args.out, resume=args.resume)
-    print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoints in {args.out}")
+    if val:
+        print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoints in {args.out}")
+    else:
+        print(f"trained without validation cases (checkpoint_best.pt is the last epoch); checkpoints in {args.out}")
 
 
 def cmd_cv(args) -> None:

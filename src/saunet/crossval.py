@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
                training_curves(result.histories, report_dir / "figures" / "cv_training_curves.png")]
     if cv_dir is not None and data is not None:
         figures += _overlay_worst_case(result, cv_dir, data, report_dir, models)
+        if cv_dir.resolve() != report_dir.resolve():  # the report carries the folds it was made on
+            shutil.copyfile(cv_dir / "splits.json", report_dir / "splits.json")
     folds = sorted({r["fold"] for r in result.rows})
     text = [
         "# Cross-validation\n",

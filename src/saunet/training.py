@@ -153,8 +153,9 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> 
 def predict_network_grid(model: torch.nn.Module, image: np.ndarray, bf16: bool = False) -> torch.Tensor:
     """Probabilities (K, D, H, W) of foreground classes for a prepared (D, H, W) image."""
     model.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(torch.from_numpy(image)[None, None]).float()[0]
+    device = next(model.parameters()).device
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(torch.from_numpy(image)[None, None].to(device)).float()[0].cpu()
     return torch.sigmoid(logits) if logits.shape[0] == 1 else torch.softmax(logits, 0)[1:]
 
 
@@ -227,7 +228,8 @@ def train(
     train_data = prepare_cases(train_cases, config, progress and rank == 0)
     val_data = prepare_cases(val_cases, config, progress and rank == 0)
     model_kwargs = {"out_channels": output_channels(config.label_map), **config.model_kwargs}
-    model = create(config.model, **model_kwargs)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    model = create(config.model, **model_kwargs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start_epoch, best_dice, history = 0, -1.0, []
     last_path = out_dir / "checkpoint_last.pt"
@@ -236,7 +238,8 @@ def train(
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_epoch, best_dice, history = checkpoint["epoch"], checkpoint["best_dice"], checkpoint["history"]
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -271,7 +274,8 @@ def train(
             images, labels = sample_batch(train_data, config, rng)
             if config.augment:
                 images, labels = augment(images, labels, rng)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 logits = net(images)
             loss = segmentation_loss(logits.float(), labels, config.loss)
             optimizer.zero_grad(set_to_none=True)

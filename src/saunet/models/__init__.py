@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -37,13 +38,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
-    """Floating-point operations (2 per multiply-add) of one forward pass on a zero tensor of ``shape``."""
+    """Floating-point operations (2 per multiply-add) of one forward pass on an input of ``shape``.
+
+    Counted on a copy on the meta device: nothing is computed, so it is instant for any shape.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
+    meta_model = copy.deepcopy(model).to("meta").eval()
     counter = FlopCounterMode(display=False)
-    was_training = model.training
-    model.eval()
     with counter, torch.no_grad():
-        model(torch.zeros(shape))
-    model.train(was_training)
+        meta_model(torch.zeros(shape, device="meta"))
     return counter.get_total_flops()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import BasicUNet
 from torch import nn
 
 from saunet.models.dense_unet import PerSlice, pad_to_multiple, slices_to_volume
@@ -14,6 +13,8 @@ class UNet2d(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, features=(16, 32, 64, 128, 256, 16)):
         super().__init__()
+        from monai.networks.nets import BasicUNet  # imported here: MONAI is slow to import and SAU-Net needs none of it
+
         net = BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, features=features)
         self.per_slice = PerSlice(net, 16)
 
@@ -24,11 +25,15 @@ class UNet2d(nn.Module):
 class UNet3d(nn.Module):
     """MONAI ``BasicUNet`` (3D) on the whole volume: (B, C, D, H, W) -> logits (B, K, D, H, W).
 
+    The same widths as :class:`UNet2d`, so the two baselines differ only in 2D against 3D convolutions.
+
     D, H and W are padded to multiples of 16 (four poolings) and cropped back.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, features=(8, 16, 32, 64, 128, 8)):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, features=(16, 32, 64, 128, 256, 16)):
         super().__init__()
+        from monai.networks.nets import BasicUNet
+
         self.net = BasicUNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, features=features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
