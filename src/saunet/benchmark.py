@@ -162,13 +162,15 @@ def pipeline_paths(scans: list[Path], bf16: bool) -> dict:
     from saunet.evaluation import overlap_metrics
     from saunet.export import export_onnx
     from saunet.imageio import read_volume
-    from saunet.inference import Segmenter
+    from saunet.inference import DEFAULT_MODEL, Segmenter
 
     volumes = [read_volume(p) for p in scans]
     with tempfile.TemporaryDirectory() as tmp:
-        segmenters = {"float32": Segmenter(), "ONNX Runtime": Segmenter(export_onnx(None, Path(tmp) / "model.onnx"))}
+        segmenters = {"float32": Segmenter(DEFAULT_MODEL, channels_last=False),
+                      "channels-last": Segmenter(DEFAULT_MODEL),
+                      "ONNX Runtime": Segmenter(export_onnx(DEFAULT_MODEL, Path(tmp) / "model.onnx"))}
         if bf16:
-            segmenters["bf16 autocast"] = Segmenter(bf16=True)
+            segmenters["bf16 autocast"] = Segmenter(DEFAULT_MODEL, bf16=True)
         reference = [segmenters["float32"].segment(v).labels for v in volumes]
         out = {}
         for name, segmenter in segmenters.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from saunet.models.dense_unet import DenseUNet2d, Head, PerSlice, slices_to_volume
+from saunet.models.dense_unet import DenseUNet, slices_to_volume
 
 
 class AttentionFusion(nn.Module):
@@ -42,28 +42,17 @@ class AttentionFusion(nn.Module):
         return feats + feats * mask_previous + feats * mask_next
 
 
-class SAUNet(nn.Module):
+class SAUNet(DenseUNet):
     """SAU-Net: (B, C, D, H, W) -> logits (B, K, D, H, W).
 
-    Dense U-Net features of every slice, attention fusion with the two neighbouring slices, a 1x1
+    The Dense U-Net's features of every slice, attention fusion with the two neighbouring slices, a 1x1
     convolution to K channels (apply a sigmoid for the binary task, as the paper). Output slice i depends
-    on input slices i-1, i and i+1 only.
+    on input slices i-1, i and i+1 only. Same arguments as :class:`DenseUNet`.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        out_channels: int = 1,
-        features: tuple[int, ...] = (16, 32, 64, 128, 256, 256),
-        growth: int = 12,
-        layers: int = 2,
-    ):
-        super().__init__()
-        self.slice_features = PerSlice(
-            DenseUNet2d(in_channels, tuple(features), growth, layers), 2 ** (len(features) - 1)
-        )
-        self.isa = AttentionFusion(features[0])
-        self.head = Head(features[0], out_channels)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.isa = AttentionFusion(self.head.conv.in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return slices_to_volume(self.head(self.isa(self.slice_features(x))))
