@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?=
+# Reports hold "±" and "³": never let a bare C locale pick ASCII.
+export PYTHONUTF8 := 1
 
 .PHONY: install demo test test-slow lint benchmark clean
 

@@ -106,11 +106,11 @@ def test_evaluate_command_pairs_nnunet_names_and_writes_reports(tmp_path):
                           tmp_path / "ref", "--csv", tmp_path / "m.csv", "--json", tmp_path / "m.json",
                           "--markdown", tmp_path / "m.md"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "m.csv", encoding="utf-8")))
     assert list(rows[0]) == ["case", "dice", "jaccard", "precision", "recall", "hd", "hd95", "assd"]
     assert [r["case"] for r in rows] == ["case_a", "case_b"]
     assert float(rows[0]["dice"]) == pytest.approx(2 * 360 / 760, abs=1e-5)
     assert float(rows[1]["dice"]) == 1.0
-    summary = json.loads((tmp_path / "m.json").read_text())["summary"]
+    summary = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["summary"]
     assert summary["dice"]["mean"] == pytest.approx((2 * 360 / 760 + 1) / 2, abs=1e-5)
-    assert "± " in (tmp_path / "m.md").read_text()
+    assert "± " in (tmp_path / "m.md").read_text(encoding="utf-8")

@@ -40,13 +40,13 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
                "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32"]
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    splits = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"]
+    splits = json.loads((tmp_path / "cv" / "splits.json").read_text(encoding="utf-8"))["folds"]
     assert len(splits) == 2 and sorted(n for s in splits for n in s["test"]) == [f"phantom_{i:03d}" for i in range(6)]
-    result = json.loads((tmp_path / "report" / "cv.json").read_text())
+    result = json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))
     assert len(result["cases"]) == 12  # 6 cases x 2 models
     assert set(result["cases"][0]) == {"model", "fold", "case", "dice", "jaccard", "precision", "recall", "hd", "hd95",
                                        "assd"}
-    report = (tmp_path / "report" / "cv.md").read_text()
+    report = (tmp_path / "report" / "cv.md").read_text(encoding="utf-8")
     assert (tmp_path / "report" / "splits.json").exists()
     assert "Table 1" in report and "Table 4" in report and "saunet cv --data" in report and "± " in report
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
@@ -58,4 +58,4 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert checkpoint.stat().st_mtime_ns == stamp  # finished folds are not trained again
-    assert json.loads((tmp_path / "report" / "cv.json").read_text())["cases"] == result["cases"]
+    assert json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"] == result["cases"]

@@ -92,7 +92,7 @@ def test_two_gloo_processes_hold_identical_weights(phantom_data, tmp_path):
          *TRAIN, "--data", phantom_data, "--out", run, "--epochs", "2"],
         capture_output=True, text=True, env=env, timeout=600)
     assert process.returncode == 0, process.stdout + process.stderr
-    ranks = [(run / f"rank{r}_weights.txt").read_text() for r in (0, 1)]
+    ranks = [(run / f"rank{r}_weights.txt").read_text(encoding="utf-8") for r in (0, 1)]
     assert ranks[0] == ranks[1]
     assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
 

@@ -39,7 +39,7 @@ def make_splits(case_names: list[str], folds: str | int, seed: int = 0) -> list[
 def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
     """Read ``path`` when it exists (so every model uses the same folds), else make and write it."""
     if path.exists():
-        splits = json.loads(path.read_text())["folds"]
+        splits = json.loads(path.read_text(encoding="utf-8"))["folds"]
         missing = {n for s in splits for n in s["test"]} - set(case_names)
         if missing:
             raise ValueError(f"{path}: splits name cases the data set lacks: {sorted(missing)}")
@@ -47,7 +47,7 @@ def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, see
     splits = make_splits(case_names, folds, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"folds_arg": str(folds), "seed": seed, "folds": splits}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"folds_arg": str(folds), "seed": seed, "folds": splits}, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return splits
 

@@ -125,7 +125,7 @@ def dataset_labels(root: Path) -> set[int] | None:
     if not meta.exists():
         return None
     try:
-        labels = json.loads(meta.read_text())["labels"]
+        labels = json.loads(meta.read_text(encoding="utf-8"))["labels"]
     except (ValueError, KeyError) as err:
         raise InputError(meta, f"unreadable dataset.json ({err})") from None
     values: set[int] = set()

@@ -99,14 +99,14 @@ def write_json(data, path: Path) -> None:
     """Write ``data`` as JSON atomically; non-finite numbers become null."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+    tmp.write_text(json.dumps(_json_safe(data), indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
 def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:

@@ -99,5 +99,5 @@ def write_cohort(folder: Path, count: int, seed: int = 0, **kwargs) -> list[str]
     labels = {"background": 0, **{f"vertebra_{k}": k for k in range(1, vertebrae + 1)}}
     meta = {"name": "phantoms", "channel_names": {"0": "T2"}, "labels": labels, "numTraining": count,
             "file_ending": ".nii.gz"}
-    (folder / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return names

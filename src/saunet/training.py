@@ -310,7 +310,7 @@ def train(
 
 def write_history(history: list[dict], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", "val_dice", "seconds"])
         writer.writeheader()
         writer.writerows(history)
