@@ -59,3 +59,10 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert again.returncode == 0, again.stderr
     assert checkpoint.stat().st_mtime_ns == stamp  # finished folds are not trained again
     assert json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"] == result["cases"]
+
+    partial = [*command, "--finished-only"]
+    partial[partial.index("sau-net,dense-unet")] = "sau-net,dense-unet,unet2d"
+    report_only = subprocess.run(partial, capture_output=True, text=True)
+    assert report_only.returncode == 0, report_only.stderr
+    assert not (tmp_path / "cv" / "unet2d").exists()  # nothing trained
+    assert len(json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"]) == 12

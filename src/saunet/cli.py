@@ -76,7 +76,10 @@ def cmd_cv(args) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     config = _training_config(args, models[0])
     folds = args.folds if args.folds == "loo" else int(args.folds)
-    result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed)
+    result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed,
+                    finished_only=args.finished_only)
+    if not result.rows:
+        raise InputError(args.out, "no finished fold to report on")
     report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), Path(args.data))
     print(f"report: {report}")
 
@@ -223,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="sau-net,dense-unet,unet2d,unet3d")
     p.add_argument("--out", required=True, help="CV folder: splits.json and one run folder per model and fold")
     p.add_argument("--report", default=None, help="folder for cv.json, cv.md and figures (default: --out)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: report on the folds whose training has finished")
     _add_training_options(p)
     p.set_defaults(func=cmd_cv)
 

@@ -57,6 +57,7 @@ class CVResult:
     rows: list[dict]  # per case, fold and model, with post-processing (the pipeline)
     raw_rows: list[dict]  # the same without post-processing
     histories: dict[str, list[dict]]
+    fold_count: int  # folds in the splits; fewer are reported when the run is unfinished
 
 
 def fold_finished(run_dir: Path, epochs: int) -> bool:
@@ -65,11 +66,12 @@ def fold_finished(run_dir: Path, epochs: int) -> bool:
 
 
 def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: TrainConfig,
-           seed: int = 0, progress: bool = True) -> CVResult:
+           seed: int = 0, progress: bool = True, finished_only: bool = False) -> CVResult:
     """Train and test every model on the same folds; finished folds are not trained again.
 
     Writes ``out/splits.json``, ``out/<model>/fold_<k>/`` (checkpoints, metrics.csv, predictions/) and
-    ``out/cases.json`` with the per-case metrics.
+    ``out/cases.json`` with the per-case metrics. With ``finished_only`` nothing is trained: only the folds
+    whose training has finished are tested, for a report on a run that is still going.
     """
     cases = {c.name: c for c in list_cases(data)}
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed)
@@ -79,6 +81,8 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
         for split in splits:
             run_dir = out / model / f"fold_{split['fold']}"
             if not fold_finished(run_dir, config.epochs):
+                if finished_only:
+                    continue
                 if progress:
                     tqdm.write(f"{model} fold {split['fold']}: training on {len(split['train'])} cases")
                 train(config, [cases[n] for n in split["train"]], [cases[n] for n in split["val"]], run_dir,
@@ -95,7 +99,7 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
                 rows.append({**key, **case_metrics(result.labels > 0, reference > 0, image.spacing)})
                 raw_rows.append({**key, **case_metrics(raw > 0, reference > 0, image.spacing)})
     write_json({"cases": rows, "cases_without_postprocessing": raw_rows}, out / "cases.json")
-    return CVResult(rows, raw_rows, histories)
+    return CVResult(rows, raw_rows, histories, len(splits))
 
 
 def write_cv_report(result: CVResult, report_dir: Path, command: str, config: TrainConfig,
@@ -125,7 +129,8 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     text = [
         "# Cross-validation\n",
         f"Command: `{command}`\n",
-        f"Folds: {len(folds)} (splits in `splits.json`, by patient, shared by every model); "
+        f"Folds reported: {len(folds)} of {result.fold_count} (splits in `splits.json`, by patient, shared by "
+        "every model); "
         f"cases per model: {len(result.rows) // max(1, len(models))}.\n",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in config_dict.items()) + "\n",
         "## Table 1: models compared (with post-processing)\n",
