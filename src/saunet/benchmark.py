@@ -73,20 +73,16 @@ def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float
 def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 4) -> float:
     """Seconds of one training epoch (the CV configuration: 30 steps of 2 stacks) on the real data."""
     from saunet.datasets import list_cases
-    from saunet.training import TrainConfig, augment, prepare_cases, sample_batch, segmentation_loss
+    from saunet.training import TrainConfig, prepare_cases, training_step
 
     config = TrainConfig(model=model_name, loss="dice-bce", lr=1e-3)
     cases = prepare_cases(list_cases(data)[:4], config, progress=False)
     model = create(model_name).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(0)
 
     def step():
-        images, labels = augment(*sample_batch(cases, config, rng), rng)
-        loss = segmentation_loss(model(images), labels, config.loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, cases, config, rng, torch.device("cpu"))
 
     step()
     started = time.perf_counter()
@@ -95,12 +91,12 @@ def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 4) -> f
     return (time.perf_counter() - started) / steps * config.steps_per_epoch
 
 
-def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3, extra: list[str] = ()) -> float:
+def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3) -> float:
     """Wall time of the whole `saunet segment` process on one scan (reading, model, writing)."""
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            command = [sys.executable, "-m", "saunet.cli", "segment", str(scan), "-o", f"{tmp}/seg.nii.gz", *extra]
+            command = [sys.executable, "-m", "saunet.cli", "segment", str(scan), "-o", f"{tmp}/seg.nii.gz"]
             if model:
                 command += ["--model", str(model)]
             started = time.perf_counter()
@@ -116,7 +112,7 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
                      f"{torch.get_num_threads()} threads, torch {torch.__version__}", "models": {}}
     results["peak_gflops"] = {"float32": peak_gflops(torch.float32), "bfloat16": peak_gflops(torch.bfloat16, size=512)}
     # Without native bf16 instructions a bf16 product is emulated and far slower than float32: skip those paths.
-    bf16_useful = results["peak_gflops"]["bfloat16"] > results["peak_gflops"]["float32"]
+    results["bf16_native"] = results["peak_gflops"]["bfloat16"] > results["peak_gflops"]["float32"]
     for name in tqdm(list(MODELS), desc="models"):
         model = create(name)
         row = {"parameters": count_parameters(model), "size_mb": count_parameters(model) * 4 / 2**20}
@@ -129,10 +125,10 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
     lumbar = SHAPES["lumbar 39x305x305"]
     stock = _measure_in_subprocess("unet2d", (lumbar[0], 304, 304), repeats, model_kwargs={"features": STOCK_UNET2D})
     results["stock_unet2d_full_resolution_seconds"] = stock["seconds"]
-    scan = sorted((data / "imagesTr").glob("*.nii.gz"))[0]
-    results["segment_process_seconds"] = segment_process_seconds(scan, None)
-    results["cpu_paths"] = cpu_paths(lumbar, repeats, bf16_useful)
-    results["pipeline_paths"] = pipeline_paths(sorted((data / "imagesTr").glob("*.nii.gz"))[:3], bf16_useful)
+    scans = sorted((data / "imagesTr").glob("*.nii.gz"))
+    results["segment_process_seconds"] = segment_process_seconds(scans[0], None)
+    results["cpu_paths"] = cpu_paths(lumbar, repeats, results["bf16_native"])
+    results["pipeline_paths"] = pipeline_paths(scans[:3], results["bf16_native"])
     if json_path:
         write_json(results, json_path)
     text = benchmark_markdown(results)
@@ -212,7 +208,7 @@ def benchmark_markdown(results: dict) -> str:
         f"Command: `{results['command']}`  \nMachine: {results['machine']}  \n"
         f"Peak of a square matrix product: {results['peak_gflops']['float32']:.0f} GFLOP/s float32 (2048²), "
         f"{results['peak_gflops']['bfloat16']:.1f} GFLOP/s bfloat16 (512²)"
-        + ("" if results["peak_gflops"]["bfloat16"] > results["peak_gflops"]["float32"] else
+        + ("" if results["bf16_native"] else
            ": this CPU has no native bf16 arithmetic, so the bf16 paths are not used") + ".\n",
         "Inference: one forward pass (median of repeated runs after a warm-up) on a random volume of that shape at "
         "full resolution, each in its own process; peak MB is that process's peak resident memory. Training: one "

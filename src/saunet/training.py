@@ -175,6 +175,22 @@ def dice_on_grid(probs: torch.Tensor, label: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
+                  config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
+    """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
+    images, labels = sample_batch(cases, config, rng)
+    if config.augment:
+        images, labels = augment(images, labels, rng)
+    images, labels = images.to(device), labels.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        logits = net(images)
+    loss = segmentation_loss(logits.float(), labels, config.loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -271,17 +287,7 @@ def train(
         bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=None if progress and rank == 0 else True, leave=False)
         for _ in bar:
-            images, labels = sample_batch(train_data, config, rng)
-            if config.augment:
-                images, labels = augment(images, labels, rng)
-            images, labels = images.to(device), labels.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                logits = net(images)
-            loss = segmentation_loss(logits.float(), labels, config.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(training_step(net, optimizer, train_data, config, rng, device))
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
         train_seconds = time.time() - started
         if rank == 0:
