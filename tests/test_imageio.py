@@ -7,7 +7,7 @@ from tests.helpers import write_image
 from saunet.errors import InputError
 from saunet.imageio import read_volume, sagittal_axis, same_geometry, write_like
 from saunet.phantoms import make_phantom, phantom_volume
-from saunet.preprocessing import PreprocessingSettings, Preprocessor
+from saunet.preprocessing import PreprocessingSettings, Preprocessor, resize_in_plane
 
 
 def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):
@@ -21,7 +21,7 @@ def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):
         grid = pre.grid(image.array.shape, image.spacing, sagittal_axis(image))
         assert grid.native_shape == (39, 305, 305) and grid.native_spacing[0] == pytest.approx(2.0)
         assert pre.image(image.array, grid).shape == (39, 305, 305)
-        onehot = torch.from_numpy(pre.label(label.array, grid)[None].astype(np.float32))
+        onehot = pre.label(label.array, grid)[None].astype(np.float32)
         restored = pre.inverse(onehot, grid)[0].round().astype(np.uint8)
         assert np.array_equal(restored, label.array)
         out = write_like(restored, image, tmp_path / label_path.name)
@@ -38,8 +38,33 @@ def test_resampled_grid_inverts_to_the_original_shape(lumbar):
     assert grid.network_shape == (39, 152, 152)
     net = pre.image(image.array, grid)
     assert net.dtype == np.float32 and abs(net.mean()) < 0.02  # normalised before area resampling
-    back = pre.inverse(torch.zeros(1, *grid.network_shape), grid)
+    back = pre.inverse(np.zeros((1, *grid.network_shape), np.float32), grid)
     assert back.shape == (1, *image.array.shape)
+
+
+@pytest.mark.parametrize(("mode", "torch_mode", "size_in", "size_out"), [
+    ("image", "area", (305, 31), (152, 12)),  # shrinking by ratios that are not whole numbers
+    ("image", "bilinear", (152, 12), (305, 31)),
+    ("bilinear", "bilinear", (40, 9), (17, 20)),
+    ("nearest", "nearest-exact", (305, 7), (152, 20)),
+])
+def test_numpy_resampling_matches_torch_interpolate(mode, torch_mode, size_in, size_out):
+    slices = np.random.default_rng(0).normal(size=(3, 2, *size_in)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(slices), size=size_out, mode=torch_mode,
+                                               **({"align_corners": False} if torch_mode == "bilinear" else {}))
+    assert np.allclose(resize_in_plane(slices, size_out, mode), expected.numpy(), atol=1e-4)  # torch rounds its scale to float32
+
+
+def test_segmenting_with_onnx_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    volume = phantom_volume(make_phantom(2, shape=(9, 64, 64)), tmp_path / "scan")
+    path = write_like(volume.array, volume, tmp_path / "scan.nii.gz")
+    code = ("import sys; from saunet.cli import main; main(['segment', sys.argv[1], '-o', sys.argv[2]]);"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "mask.nii.gz")], check=True)
+    assert read_volume(tmp_path / "mask.nii.gz").array.shape == volume.array.shape
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])

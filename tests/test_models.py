@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from saunet.models import MODELS, PAPER_WIDTH, count_flops, count_parameters, create
+from saunet.models import MODELS, PAPER_WIDTH, count_flops, count_parameters, create, full_arguments
 
 SMALL = {
     "sau-net": {"features": (4, 8, 16), "growth": 4},
@@ -73,6 +73,16 @@ def test_same_seed_same_output(name):
 def test_paper_width_is_reachable():
     params = count_parameters(create("sau-net", **PAPER_WIDTH))
     assert 30e6 < params < 45e6  # the paper: about 38 M
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_full_arguments_name_every_default_and_rebuild_the_same_network(name):
+    arguments = full_arguments(name, **SMALL[name])
+    assert {"in_channels", "out_channels", "features"} <= set(arguments)
+    if name in ("sau-net", "dense-unet"):
+        assert arguments["growth"] == 4 and arguments["layers"] == 2  # given, and the default filled in
+    rebuilt = create(name, **arguments)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in small(name).state_dict().items()}
 
 
 def test_unknown_model_is_refused():

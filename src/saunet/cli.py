@@ -12,11 +12,11 @@ from saunet.errors import InputError
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    g.add_argument("--steps-per-epoch", type=int, default=30, help="optimiser steps per epoch (default 30)")
-    g.add_argument("--batch-size", type=int, default=2, help="slice stacks per step (default 2)")
+    g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    g.add_argument("--steps-per-epoch", type=int, default=40, help="optimiser steps per epoch (default 40)")
+    g.add_argument("--batch-size", type=int, default=4, help="slice stacks per step (default 4)")
     g.add_argument("--stack", type=int, default=0,
-                   help="consecutive slices per sample (default: 16 for unet3d, 5 otherwise)")
+                   help="consecutive slices per sample (default: 16 for unet3d, 3 otherwise)")
     g.add_argument("--patch", type=int, default=160, help="in-plane crop in pixels on the network grid (default 160)")
     g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4, the paper's)")
     g.add_argument("--loss", choices=("bce", "dice-bce"), default="bce", help="bce (the paper's) or dice-bce")

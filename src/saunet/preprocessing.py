@@ -3,6 +3,10 @@
 ``Preprocessor.forward`` maps a volume to the network's grid (D, H', W'); ``Preprocessor.inverse`` maps a
 map on that grid back onto the volume's own grid. Slices are never resampled across: the method works on
 the native sagittal slices.
+
+Resampling is separable and linear, so each axis is one small matrix; the matrices reproduce PyTorch's
+``interpolate`` modes (area, bilinear without corner alignment, nearest-exact) and keep the inference path
+free of PyTorch (it runs on ONNX Runtime and NumPy alone).
 """
 
 from __future__ import annotations
@@ -10,8 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,41 @@ def normalise_intensities(slices: np.ndarray, clip_percentiles: tuple[float, flo
     return ((clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)).astype(np.float32)
 
 
-def resize_in_plane(slices: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """(D, C, H, W) -> (D, C, *size); 'area' when shrinking images, 'bilinear' otherwise, 'nearest' for labels."""
-    if tuple(slices.shape[-2:]) == tuple(size):
+def area_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) matrix averaging the input cells each output cell covers (PyTorch's 'area')."""
+    weights = np.zeros((size_out, size_in), dtype=np.float32)
+    for i in range(size_out):
+        start, end = (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def linear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) linear interpolation matrix, pixel centres aligned (align_corners=False)."""
+    source = np.maximum((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(int), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = (source - low).astype(np.float32)
+    weights = np.zeros((size_out, size_in), dtype=np.float32)
+    np.add.at(weights, (np.arange(size_out), low), 1 - frac)
+    np.add.at(weights, (np.arange(size_out), high), frac)
+    return weights
+
+
+def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
+    """Input index of every output cell, nearest to its centre ('nearest-exact')."""
+    return np.minimum(np.floor((np.arange(size_out) + 0.5) * size_in / size_out).astype(int), size_in - 1)
+
+
+def resize_in_plane(slices: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """(..., H, W) -> (..., *size); 'area' when shrinking images, 'bilinear' otherwise, 'nearest' for labels."""
+    (h, w), (new_h, new_w) = slices.shape[-2:], size
+    if (h, w) == (new_h, new_w):
         return slices
     if mode == "nearest":
-        return F.interpolate(slices, size=size, mode="nearest-exact")
-    shrinking = size[0] <= slices.shape[-2] and size[1] <= slices.shape[-1]
-    if mode == "image" and shrinking:
-        return F.interpolate(slices, size=size, mode="area")
-    return F.interpolate(slices, size=size, mode="bilinear", align_corners=False)
+        return slices[..., nearest_indices(h, new_h)[:, None], nearest_indices(w, new_w)]
+    weights = area_weights if mode == "image" and new_h <= h and new_w <= w else linear_weights
+    return (weights(h, new_h) @ slices.astype(np.float32, copy=False)) @ weights(w, new_w).T
 
 
 class Preprocessor:
@@ -88,16 +115,13 @@ class Preprocessor:
     def image(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Volume array -> normalised float32 slices on the network grid, (D, H', W')."""
         slices = normalise_intensities(to_slice_first(array, grid.slice_axis), self.settings.clip_percentiles)
-        resized = resize_in_plane(torch.from_numpy(np.ascontiguousarray(slices))[:, None], grid.network_shape[1:], "image")
-        return resized[:, 0].numpy()
+        return np.ascontiguousarray(resize_in_plane(slices, grid.network_shape[1:], "image"))
 
     def label(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""
-        slices = torch.from_numpy(np.ascontiguousarray(to_slice_first(array, grid.slice_axis)).astype(np.float32))
-        return resize_in_plane(slices[:, None], grid.network_shape[1:], "nearest")[:, 0].numpy().astype(array.dtype)
+        return np.ascontiguousarray(resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "nearest"))
 
-    def inverse(self, maps: torch.Tensor, grid: Grid) -> np.ndarray:
+    def inverse(self, maps: np.ndarray, grid: Grid) -> np.ndarray:
         """Maps on the network grid (K, D, H', W') -> (K, *original shape), bilinear in-plane."""
-        per_slice = maps.transpose(0, 1).float()  # (D, K, H', W')
-        native = resize_in_plane(per_slice, grid.native_shape[1:], "bilinear").transpose(0, 1).numpy()
+        native = resize_in_plane(maps, grid.native_shape[1:], "bilinear")
         return np.moveaxis(native, 1, 1 + grid.slice_axis)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from saunet.datasets import Case, LabelMap, read_case
 from saunet.imageio import sagittal_axis
-from saunet.models import create
+from saunet.models import create, full_arguments
 from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
 CHECKPOINT_FORMAT = 1
@@ -30,10 +30,10 @@ CHECKPOINT_FORMAT = 1
 class TrainConfig:
     model: str = "sau-net"
     model_kwargs: dict = field(default_factory=dict)
-    epochs: int = 30
-    steps_per_epoch: int = 30
-    batch_size: int = 2
-    stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 5 otherwise
+    epochs: int = 20
+    steps_per_epoch: int = 40
+    batch_size: int = 4  # independent stacks: neighbouring slices are nearly alike, so more stacks beat longer ones
+    stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 3 otherwise (ISA's i-1, i, i+1)
     patch: int = 160  # in-plane crop, pixels on the network grid
     lr: float = 1e-4  # the paper's Adam learning rate
     loss: str = "bce"  # the paper's; "dice-bce" adds a soft Dice term
@@ -46,7 +46,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.stack == 0:
-            self.stack = 16 if self.model == "unet3d" else 5
+            self.stack = 16 if self.model == "unet3d" else 3
         if self.loss not in ("bce", "dice-bce"):
             raise ValueError(f"unknown loss {self.loss!r}; choose bce or dice-bce")
 
@@ -243,7 +243,7 @@ def train(
     torch.manual_seed(config.seed)
     train_data = prepare_cases(train_cases, config, progress and rank == 0)
     val_data = prepare_cases(val_cases, config, progress and rank == 0)
-    model_kwargs = {"out_channels": output_channels(config.label_map), **config.model_kwargs}
+    model_kwargs = full_arguments(config.model, out_channels=output_channels(config.label_map), **config.model_kwargs)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = create(config.model, **model_kwargs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -263,7 +263,7 @@ def train(
         return {
             "format": CHECKPOINT_FORMAT,
             "model": config.model,
-            "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()},
+            "model_kwargs": model_kwargs,
             "preprocessing": {**config.preprocessing.to_dict(),
                               "clip_percentiles": list(config.preprocessing.clip_percentiles)},
             "label_map": config.label_map.to_dict(),

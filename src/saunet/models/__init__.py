@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
@@ -31,6 +32,18 @@ def create(name: str, **kwargs: Any) -> nn.Module:
         if key in kwargs:
             kwargs[key] = tuple(kwargs[key])
     return MODELS[name](**kwargs)
+
+
+def full_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Every constructor argument of model ``name``, defaults filled in: what a checkpoint must store so that
+    a later change of a default cannot change the network it rebuilds."""
+    # SAUNet passes *args, **kwargs on to DenseUNet: take the first signature in the class hierarchy that names them.
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    signature = next(sig for sig in (inspect.signature(c.__init__) for c in MODELS[name].__mro__)
+                     if not all(p.kind in variadic for p in list(sig.parameters.values())[1:]))
+    bound = signature.bind(None, **kwargs)
+    bound.apply_defaults()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in list(bound.arguments.items())[1:]}
 
 
 def count_parameters(model: nn.Module) -> int:
