@@ -37,13 +37,14 @@ def test_sagittal_view_puts_superior_up(tmp_path):
 def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom_data, tmp_path):
     command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2",
                "--models", "sau-net,dense-unet", "--out", str(tmp_path / "cv"), "--report", str(tmp_path / "report"),
-               "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32"]
+               "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32", "--workers", "2"]
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     splits = json.loads((tmp_path / "cv" / "splits.json").read_text(encoding="utf-8"))["folds"]
     assert len(splits) == 2 and sorted(n for s in splits for n in s["test"]) == [f"phantom_{i:03d}" for i in range(6)]
     result = json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))
-    assert len(result["cases"]) == 12  # 6 cases x 2 models
+    assert len(result["cases"]) == 12  # 6 cases x 2 models, their 4 folds trained 2 at a time
+    assert first.stdout.count("finished ") == 4
     assert set(result["cases"][0]) == {"model", "fold", "case", "dice", "jaccard", "precision", "recall", "hd", "hd95",
                                        "assd"}
     report = (tmp_path / "report" / "cv.md").read_text(encoding="utf-8")

@@ -30,6 +30,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", default=None,
                    help="model features per level, comma-separated (default: the model's own)")
     g.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices (default: from orientation)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for PyTorch (default: all; with cv --workers, all shared among the workers)")
+
+
+def _set_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _training_config(args, model: str):
@@ -63,6 +72,7 @@ def cmd_train(args) -> None:
         raise InputError(args.data, f"{len(cases)} case(s) leave none for training after {args.val} for validation")
     from saunet.training import train
 
+    _set_threads(args.threads)
     summary = train(config, train_cases, val, args.out, resume=args.resume)
     if val:
         print(f"best validation Dice {summary['best_val_dice']:.4f}; checkpoints in {args.out}")
@@ -76,8 +86,9 @@ def cmd_cv(args) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     config = _training_config(args, models[0])
     folds = args.folds if args.folds == "loo" else int(args.folds)
+    _set_threads(args.threads)
     result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed,
-                    finished_only=args.finished_only)
+                    finished_only=args.finished_only, workers=args.workers)
     if not result.rows:
         raise InputError(args.out, "no finished fold to report on")
     report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), Path(args.data))
@@ -228,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="folder for cv.json, cv.md and figures (default: --out)")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: report on the folds whose training has finished")
+    p.add_argument("--workers", type=int, default=1,
+                   help="folds trained at once in separate processes (default 1); on CPU 2 beats 1 by ~1.4x")
     _add_training_options(p)
     p.set_defaults(func=cmd_cv)
 

@@ -65,28 +65,56 @@ def fold_finished(run_dir: Path, epochs: int) -> bool:
     return last.exists() and load_checkpoint(last)["epoch"] >= epochs
 
 
+def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir: Path, threads: int) -> Path:
+    """One fold's training in a worker process (module level, so a spawned process can import it)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    train(config, train_cases, val_cases, run_dir, resume=True)
+    return run_dir
+
+
 def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: TrainConfig,
-           seed: int = 0, progress: bool = True, finished_only: bool = False) -> CVResult:
+           seed: int = 0, progress: bool = True, finished_only: bool = False, workers: int = 1) -> CVResult:
     """Train and test every model on the same folds; finished folds are not trained again.
 
     Writes ``out/splits.json``, ``out/<model>/fold_<k>/`` (checkpoints, metrics.csv, predictions/) and
     ``out/cases.json`` with the per-case metrics. With ``finished_only`` nothing is trained: only the folds
-    whose training has finished are tested, for a report on a run that is still going.
+    whose training has finished are tested, for a report on a run that is still going. ``workers`` > 1
+    trains that many folds at once in separate processes, the CPU threads shared among them: on a small
+    CPU, two one-thread trainings do about 1.4x the work of one two-thread training.
     """
     cases = {c.name: c for c in list_cases(data)}
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed)
+    configs = {model: replace(base, model=model, stack=0) for model in models}
+    pending = [(model, split) for model in models for split in splits
+               if not fold_finished(out / model / f"fold_{split['fold']}", configs[model].epochs)]
+    if pending and not finished_only:
+        jobs = [(configs[model], [cases[n] for n in split["train"]], [cases[n] for n in split["val"]],
+                 out / model / f"fold_{split['fold']}") for model, split in pending]
+        if workers <= 1:
+            for config, train_cases, val_cases, run_dir in jobs:
+                if progress:
+                    tqdm.write(f"{config.model} {run_dir.name}: training on {len(train_cases)} cases")
+                train(config, train_cases, val_cases, run_dir, resume=True, progress=progress)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            import torch
+
+            threads = max(1, torch.get_num_threads() // workers)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_train_fold, *job, threads) for job in jobs]
+                for future in futures:
+                    tqdm.write(f"finished {future.result()}")
     rows, raw_rows, histories = [], [], {}
     for model in models:
-        config = replace(base, model=model, stack=0)
+        config = configs[model]
         for split in splits:
             run_dir = out / model / f"fold_{split['fold']}"
             if not fold_finished(run_dir, config.epochs):
-                if finished_only:
-                    continue
-                if progress:
-                    tqdm.write(f"{model} fold {split['fold']}: training on {len(split['train'])} cases")
-                train(config, [cases[n] for n in split["train"]], [cases[n] for n in split["val"]], run_dir,
-                      resume=True, progress=progress)
+                continue
             histories[f"{model} fold {split['fold']}"] = load_checkpoint(run_dir / "checkpoint_last.pt")["history"]
             segmenter = Segmenter(run_dir / "checkpoint_best.pt")
             for name in split["test"]:

@@ -301,8 +301,8 @@ def train(
             save_atomic(checkpoint_dict(epoch + 1), last_path)
             write_history(history, out_dir / "metrics.csv")
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
-                           f"  {train_seconds:.0f} s")
+                tqdm.write(f"{out_dir.name} epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.4f}"
+                           f"  val Dice {val_dice:.4f}  {train_seconds:.0f} s")
         if world > 1:
             torch.distributed.barrier()
     if world > 1:
