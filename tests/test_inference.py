@@ -7,12 +7,40 @@ import pytest
 
 from saunet.evaluation import overlap_metrics
 from saunet.imageio import read_volume
-from saunet.inference import DEFAULT_MODEL, DEFAULT_ONNX, Segmenter, remove_small_components
+from saunet.inference import (
+    DEFAULT_MODEL,
+    DEFAULT_ONNX,
+    SLICE_HALO,
+    Segmenter,
+    forward_in_chunks,
+    remove_small_components,
+)
 from saunet.phantoms import make_phantom, phantom_volume
 
 
 def saunet(*args):
     return subprocess.run([sys.executable, "-m", "saunet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", ["sau-net", "dense-unet", "unet2d"])
+def test_chunked_inference_equals_whole_volume_inference(name):
+    import torch
+
+    from saunet.models import create
+
+    torch.manual_seed(0)
+    widths = {"unet2d": {"features": (4, 4, 8, 8, 16, 4)}}.get(name, {"features": (4, 8, 16), "growth": 4})
+    net = create(name, **widths).eval()
+
+    def model(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    image = np.random.default_rng(0).normal(size=(1, 1, 11, 24, 20)).astype(np.float32)
+    whole = model(image)
+    assert np.allclose(forward_in_chunks(model, image, SLICE_HALO[name], chunk=4), whole, atol=1e-5)
+    if SLICE_HALO[name]:  # without its halo a chunk's edge slice misses a neighbour
+        assert not np.allclose(forward_in_chunks(model, image, 0, chunk=4), whole, atol=1e-5)
 
 
 def test_small_components_are_removed_by_volume():

@@ -22,6 +22,11 @@ DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
 # shipped model about 2.5x faster than eager PyTorch on CPU with identical masks (reports/benchmark.md).
 DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
+# Slices on each side that one output slice depends on (SAU-Net: its two neighbours, through the attention
+# fusion). A chunk of slices carries that many extra on each side, so chunked inference gives exactly the
+# whole-volume output with memory bounded by the chunk. unet3d sees the whole volume and is not chunked.
+SLICE_HALO = {"sau-net": 1, "dense-unet": 0, "unet2d": 0}
+CHUNK_SLICES = 16
 MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
 
 
@@ -34,6 +39,21 @@ def remove_small_components(mask: np.ndarray, spacing: tuple[float, ...], min_mm
     keep = sizes >= min_mm3
     keep[0] = False
     return keep[components]
+
+
+def forward_in_chunks(model, image: np.ndarray, halo: int | None, chunk: int) -> np.ndarray:
+    """``model`` (a callable on (1, 1, D, H, W) arrays) run on chunks of at most ``chunk`` output slices,
+    each with ``halo`` neighbouring slices on both sides; halo None or chunk 0 runs the whole volume."""
+    depth = image.shape[2]
+    if halo is None or chunk <= 0 or depth <= chunk:
+        return model(image)
+    count = -(-depth // chunk)
+    bounds = [round(i * depth / count) for i in range(count + 1)]  # equal chunks: 39 slices -> 13, 13, 13
+    outputs = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        low, high = max(start - halo, 0), min(stop + halo, depth)
+        outputs.append(model(np.ascontiguousarray(image[:, :, low:high]))[:, :, start - low : stop - low])
+    return np.concatenate(outputs, axis=2)
 
 
 @dataclass
@@ -100,7 +120,8 @@ class Segmenter:
     """
 
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu",
-                 min_component_mm3: float = MIN_COMPONENT_MM3, bf16: bool = False, channels_last: bool = True):
+                 min_component_mm3: float = MIN_COMPONENT_MM3, bf16: bool = False, channels_last: bool = True,
+                 chunk_slices: int = CHUNK_SLICES):
         if model_path:
             path = Path(model_path)
         else:
@@ -118,12 +139,14 @@ class Segmenter:
         self.preprocessor = Preprocessor(PreprocessingSettings.from_dict(info["preprocessing"]))
         self.slice_axis = info.get("slice_axis")
         self.min_component_mm3 = min_component_mm3
+        self.chunk_slices = chunk_slices
 
     def segment(self, volume: Volume, slice_axis: int | None = None) -> Segmentation:
         axis = slice_axis if slice_axis is not None else (
             self.slice_axis if self.slice_axis is not None else sagittal_axis(volume))
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, axis)
-        logits = self.model(self.preprocessor.image(volume.array, grid)[None, None])[0]
+        image = self.preprocessor.image(volume.array, grid)[None, None]
+        logits = forward_in_chunks(self.model, image, SLICE_HALO.get(self.model_name), self.chunk_slices)[0]
         if logits.shape[0] == 1:
             probs = self.preprocessor.inverse(sigmoid(logits), grid)
             labels = remove_small_components(probs[0] > 0.5, volume.spacing, self.min_component_mm3)

@@ -1,0 +1,32 @@
+"""The benchmark's plumbing on tiny inputs; no test asserts a time (the benchmark measures, tests check)."""
+
+import pytest
+
+from saunet.benchmark import SHAPES, benchmark_markdown, measure_inference
+
+TINY = {"features": (4, 8, 16), "growth": 4}
+
+
+@pytest.mark.parametrize(("runtime", "chunk"), [("torch", 0), ("onnx", 0), ("onnx", 2)])
+def test_measure_inference_runs_every_path(runtime, chunk):
+    measured = measure_inference("sau-net", (5, 24, 24), repeats=1, model_kwargs=TINY, runtime=runtime, chunk=chunk)
+    assert measured["seconds"] > 0 and measured["peak_mb"] > 0
+
+
+def test_markdown_reports_the_ratios_of_both_runtimes():
+    def model(seconds, mb):
+        shape = {"gflop": 10.0, "onnx": {"seconds": seconds, "peak_mb": mb, "gflops_per_s": 10 / seconds},
+                 "torch": {"seconds": 2 * seconds, "peak_mb": 2 * mb, "gflops_per_s": 5 / seconds}}
+        return {"parameters": 1e6, "size_mb": 4.0, "train_seconds_per_epoch": 30.0, **{k: shape for k in SHAPES}}
+
+    results = {"command": "saunet benchmark", "machine": "test", "chunk_slices": 16, "bf16_native": False,
+               "peak_gflops": {"float32": 100.0, "bfloat16": 1.0},
+               "models": {"sau-net": model(1.0, 100), "dense-unet": model(0.9, 100), "unet2d": model(1.0, 100),
+                          "unet3d": model(4.0, 400)},
+               "stock_unet2d_full_resolution_seconds": 10.0, "segment_process_seconds": 3.0,
+               "cpu_paths": {"ONNX Runtime": {"seconds": 1.0, "peak_mb": 50}},
+               "pipeline_paths": {"ONNX Runtime": {"seconds": 1.0, "min_dice_vs_float32": 1.0}}}
+    text = benchmark_markdown(results)
+    assert "| sau-net / unet3d inference time | 0.25 | 0.25 | ≤ 0.40 |" in text
+    assert "| sau-net / dense-unet inference time | 1.11 | 1.11 | ≤ 1.10 |" in text
+    assert "| `saunet segment` (whole process) / stock 2D U-Net forward | 0.30 |" in text
