@@ -134,13 +134,17 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
                     cv_dir: Path | None = None, data: Path | None = None) -> Path:
     """cv.json (per-case rows, summaries, command, configuration), cv.md (the paper's tables) and figures."""
     from saunet.evaluation import summarise
+    from saunet.models import count_parameters, create, full_arguments
     from saunet.reports import box_plots, metrics_table, training_curves, write_text
 
     models = list(dict.fromkeys(r["model"] for r in result.rows))
     config_dict = {k: v for k, v in asdict(config).items() if k != "model"}
+    arguments = {m: full_arguments(m, **config.model_kwargs) for m in models}
+    parameters = {m: count_parameters(create(m, **arguments[m])) for m in models}
     write_json({
         "command": command,
         "config": config_dict,
+        "model_arguments": arguments,
         "summary": {m: summarise([r for r in result.rows if r["model"] == m]) for m in models},
         "summary_without_postprocessing": {m: summarise([r for r in result.raw_rows if r["model"] == m])
                                            for m in models},
@@ -161,6 +165,8 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
         "every model); "
         f"cases per model: {len(result.rows) // max(1, len(models))}.\n",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in config_dict.items()) + "\n",
+        "Models: " + "; ".join(f"{m} ({parameters[m] / 1e6:.2f} M parameters: "
+                               + ", ".join(f"{k}={v}" for k, v in arguments[m].items()) + ")" for m in models) + "\n",
         "## Table 1: models compared (with post-processing)\n",
         "Post-processing, the same for every model: connected components under "
         f"{MIN_COMPONENT_MM3:.0f} mm³ are removed.\n",
