@@ -38,7 +38,8 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def measure_inference(model_name: str, shape: tuple[int, int, int], repeats: int, model_kwargs: dict | None = None,
-                      bf16: bool = False, channels_last: bool = False, runtime: str = "torch", chunk: int = 0) -> dict:
+                      bf16: bool = False, channels_last: bool = False, runtime: str = "torch", chunk: int = 0,
+                      compiled: bool = False) -> dict:
     """Forward-pass seconds (median) and peak memory of one model on one volume, in this process.
 
     ``runtime`` "torch" runs eager PyTorch, "onnx" an ONNX Runtime session of the same weights; ``chunk`` > 0
@@ -64,6 +65,8 @@ def measure_inference(model_name: str, shape: tuple[int, int, int], repeats: int
     else:
         if channels_last and model_name != "unet3d":
             model = model.to(memory_format=torch.channels_last)
+        if compiled:
+            model = torch.compile(model, dynamic=False)
 
         def forward(image):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -169,6 +172,7 @@ def cpu_paths(shape, repeats: int, bf16: bool) -> dict:
     paths = {
         "PyTorch float32": {},
         "PyTorch channels-last": {"channels_last": True},
+        "PyTorch channels-last + torch.compile": {"channels_last": True, "compiled": True},
         "ONNX Runtime": {"runtime": "onnx"},
         f"ONNX Runtime, chunks of {CHUNK_SLICES} slices": {"runtime": "onnx", "chunk": CHUNK_SLICES},
     }
