@@ -67,3 +67,40 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert report_only.returncode == 0, report_only.stderr
     assert not (tmp_path / "cv" / "unet2d").exists()  # nothing trained
     assert len(json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"]) == 12
+
+
+def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):
+    import os
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2",
+               "--models", "sau-net", "--out", str(tmp_path / "cv"), "--width", "4,8,16", "--epochs", "500",
+               "--patch", "32", "--workers", "2"]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():
+        found = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    deadline = time.time() + 60
+    while not (tmp_path / "cv" / "sau-net" / "fold_0" / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    workers = children()
+    assert len(workers) >= 2  # the fold workers (and the executor's resource tracker)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    def running(pid):  # a zombie waiting for a reaper has exited
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 30
+    while any(running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    alive = [pid for pid in workers if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "fold workers outlived the killed cv process"

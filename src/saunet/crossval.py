@@ -67,8 +67,17 @@ def fold_finished(run_dir: Path, epochs: int) -> bool:
 
 def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir: Path, threads: int) -> Path:
     """One fold's training in a worker process (module level, so a spawned process can import it)."""
+    import threading
+    import time
+
     import torch
 
+    def exit_with_parent(parent: int) -> None:  # a killed `saunet cv` must not leave folds training on
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(threads)
     train(config, train_cases, val_cases, run_dir, resume=True)
     return run_dir
