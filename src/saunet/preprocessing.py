@@ -92,7 +92,11 @@ def resize_in_plane(slices: np.ndarray, size: tuple[int, int], mode: str) -> np.
     if mode == "nearest":
         return slices[..., nearest_indices(h, new_h)[:, None], nearest_indices(w, new_w)]
     weights = area_weights if mode == "image" and new_h <= h and new_w <= w else linear_weights
-    return (weights(h, new_h) @ slices.astype(np.float32, copy=False)) @ weights(w, new_w).T
+    resized = slices.astype(np.float32, copy=False)
+    for axis, (size_in, size_out) in ((-1, (w, new_w)), (-2, (h, new_h))):
+        # tensordot reshapes to one 2D product (BLAS); a broadcast matmul over the slices is ~20x slower.
+        resized = np.moveaxis(np.tensordot(resized, weights(size_in, size_out), axes=([axis], [1])), -1, axis)
+    return np.ascontiguousarray(resized)
 
 
 class Preprocessor:
