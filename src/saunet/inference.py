@@ -26,7 +26,7 @@ DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 # fusion). A chunk of slices carries that many extra on each side, so chunked inference gives exactly the
 # whole-volume output with memory bounded by the chunk. unet3d sees the whole volume and is not chunked.
 SLICE_HALO = {"sau-net": 1, "dense-unet": 0, "unet2d": 0}
-CHUNK_SLICES = 16
+CHUNK_SLICES = 12
 MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
 
 
