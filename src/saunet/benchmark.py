@@ -91,7 +91,7 @@ def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float
     return 2 * size**3 / seconds / 1e9
 
 
-def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 4) -> float:
+def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2) -> float:
     """Seconds of one training epoch of the default configuration (``TrainConfig``) on the real data."""
     from saunet.datasets import list_cases
     from saunet.training import TrainConfig, prepare_cases, training_step
@@ -126,7 +126,7 @@ def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3) ->
     return statistics.median(times)
 
 
-def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None, command: str, repeats: int = 3) -> dict:
+def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None, command: str, repeats: int = 2) -> dict:
     from tqdm import tqdm
 
     from saunet.inference import CHUNK_SLICES

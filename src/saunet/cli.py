@@ -14,7 +14,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     g.add_argument("--steps-per-epoch", type=int, default=40, help="optimiser steps per epoch (default 40)")
-    g.add_argument("--batch-size", type=int, default=4, help="slice stacks per step (default 4)")
+    g.add_argument("--batch-size", type=int, default=0, help="slice stacks per step (default: 4, or 1 patch for unet3d)")
     g.add_argument("--stack", type=int, default=0,
                    help="consecutive slices per sample (default: 16 for unet3d, 3 otherwise)")
     g.add_argument("--patch", type=int, default=160, help="in-plane crop in pixels on the network grid (default 160)")

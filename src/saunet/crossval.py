@@ -95,7 +95,7 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
     """
     cases = {c.name: c for c in list_cases(data)}
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed)
-    configs = {model: replace(base, model=model, stack=0) for model in models}
+    configs = {model: replace(base, model=model) for model in models}
     pending = [(model, split) for model in models for split in splits
                if not fold_finished(out / model / f"fold_{split['fold']}", configs[model].epochs)]
     if pending and not finished_only:

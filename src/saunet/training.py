@@ -32,7 +32,9 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     epochs: int = 20
     steps_per_epoch: int = 40
-    batch_size: int = 4  # independent stacks: neighbouring slices are nearly alike, so more stacks beat longer ones
+    # Independent stacks per step: neighbouring slices are nearly alike, so more stacks beat longer ones.
+    # 0 chooses 4 stacks of 3 slices for the 2D models and 1 patch of 16 slices for unet3d: similar voxels per step.
+    batch_size: int = 0
     stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 3 otherwise (ISA's i-1, i, i+1)
     patch: int = 160  # in-plane crop, pixels on the network grid
     lr: float = 1e-4  # the paper's Adam learning rate
@@ -45,10 +47,16 @@ class TrainConfig:
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0
 
     def __post_init__(self):
-        if self.stack == 0:
-            self.stack = 16 if self.model == "unet3d" else 3
         if self.loss not in ("bce", "dice-bce"):
             raise ValueError(f"unknown loss {self.loss!r}; choose bce or dice-bce")
+
+    @property
+    def stacks_per_step(self) -> int:
+        return self.batch_size or (1 if self.model == "unet3d" else 4)
+
+    @property
+    def slices_per_stack(self) -> int:
+        return self.stack or (16 if self.model == "unet3d" else 3)
 
     @property
     def preprocessing(self) -> PreprocessingSettings:
@@ -88,10 +96,10 @@ def output_channels(label_map: LabelMap) -> int:
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
     """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images and labels."""
     images, labels = [], []
-    for _ in range(config.batch_size):
+    for _ in range(config.stacks_per_step):
         case = cases[rng.integers(len(cases))]
         d, h, w = case.image.shape
-        s = min(config.stack, d)
+        s = min(config.slices_per_stack, d)
         start = rng.integers(d - s + 1)
         # Prefer crops that hold foreground, as nnU-Net oversamples it.
         fg = np.argwhere(case.label[start : start + s] > 0)
@@ -103,7 +111,7 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
         window = (slice(start, start + s), slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
         image, label = case.image[window], case.label[window]
-        pad = [(0, config.stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
+        pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
         labels.append(np.pad(label, pad))
     return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(labels))[:, None]
