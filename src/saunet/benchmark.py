@@ -168,10 +168,12 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
 
 
 def cpu_paths(shape, repeats: int, bf16: bool) -> dict:
-    """SAU-Net forward seconds and peak MB on the network grid of a lumbar scan (2.5 mm in-plane) per CPU path."""
+    """SAU-Net forward seconds and peak MB on the network grid of a lumbar scan (default in-plane spacing) per CPU path."""
     from saunet.inference import CHUNK_SLICES
+    from saunet.preprocessing import PreprocessingSettings
 
-    grid = (shape[0], round(shape[1] * 1.25 / 2.5), round(shape[2] * 1.25 / 2.5))
+    spacing = PreprocessingSettings.in_plane_spacing
+    grid = (shape[0], round(shape[1] * 1.25 / spacing), round(shape[2] * 1.25 / spacing))
     paths = {
         "PyTorch float32": {},
         "PyTorch channels-last": {"channels_last": True},
@@ -272,9 +274,9 @@ def benchmark_markdown(results: dict) -> str:
         markdown_table(["ratio", "ONNX (deployed)", "PyTorch", "target"], ratios),
         f"Stock MONAI 2D BasicUNet{STOCK_UNET2D}, 39 slices of 304x304, eager PyTorch: "
         f"{results['stock_unet2d_full_resolution_seconds']:.2f} s. `saunet segment` on one lumbar scan, whole process "
-        f"(start-up, reading, 2.5 mm in-plane resampling, SAU-Net with ONNX Runtime, post-processing, writing): "
+        f"(start-up, reading, in-plane resampling to the model's spacing, SAU-Net with ONNX Runtime, post-processing, writing): "
         f"{results['segment_process_seconds']:.2f} s.\n",
-        "## SAU-Net CPU paths (one forward pass on a 39x152x152 network grid unless stated)\n",
+        "## SAU-Net CPU paths (one forward pass on the network grid of a lumbar scan, 39x203x203, unless stated)\n",
         markdown_table(["path", "seconds", "peak MB"], paths),
         "## The segmentation pipeline with the shipped model, per inference path (3 real scans)\n",
         markdown_table(["path", "seconds per scan", "lowest Dice against float32 masks"],

@@ -20,7 +20,9 @@ import numpy as np
 class PreprocessingSettings:
     """What a checkpoint stores so that inference prepares scans exactly as training did."""
 
-    in_plane_spacing: float | None = 2.5  # mm; None keeps the native in-plane grid
+    # mm; None keeps the native in-plane grid. 1.875 mm (1.5x the lumbar scans' 1.25 mm) gained ~2 % Dice
+    # over 2.5 mm in cross-validation; a 160-pixel crop still spans 300 mm, enough to count vertebrae.
+    in_plane_spacing: float | None = 1.875
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
 
     def to_dict(self) -> dict:

@@ -42,7 +42,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
     augment: bool = True
-    in_plane_spacing: float | None = 2.5
+    in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
     slice_axis: int | None = None  # None: found from each image's orientation
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0
 
