@@ -126,7 +126,7 @@ def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3) ->
     return statistics.median(times)
 
 
-def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None, command: str, repeats: int = 2) -> dict:
+def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None, command: str, repeats: int = 3) -> dict:
     from tqdm import tqdm
 
     from saunet.inference import CHUNK_SLICES

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="../shared/data/lumbar-t2")
     p.add_argument("--json")
     p.add_argument("--markdown")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement, after one warm-up (default 3)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="the main job end to end on a synthetic cohort or a data set")
