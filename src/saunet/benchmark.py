@@ -172,10 +172,9 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
 def cpu_paths(shape, repeats: int, bf16: bool) -> dict:
     """SAU-Net forward seconds and peak MB on the network grid of a lumbar scan (default in-plane spacing) per CPU path."""
     from saunet.inference import CHUNK_SLICES
-    from saunet.preprocessing import PreprocessingSettings
+    from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
-    spacing = PreprocessingSettings.in_plane_spacing
-    grid = (shape[0], round(shape[1] * 1.25 / spacing), round(shape[2] * 1.25 / spacing))
+    grid = Preprocessor(PreprocessingSettings()).grid(shape, (2.0, 1.25, 1.25), 0).network_shape  # lumbar-t2 spacing
     paths = {
         "PyTorch float32": {},
         "PyTorch channels-last": {"channels_last": True},

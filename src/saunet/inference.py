@@ -48,7 +48,7 @@ def forward_in_chunks(model, image: np.ndarray, halo: int | None, chunk: int) ->
     if halo is None or chunk <= 0 or depth <= chunk:
         return model(image)
     count = -(-depth // chunk)
-    bounds = [round(i * depth / count) for i in range(count + 1)]  # equal chunks: 39 slices -> 13, 13, 13
+    bounds = [round(i * depth / count) for i in range(count + 1)]  # equal chunks: 39 slices, at most 12 -> 10, 10, 9, 10
     outputs = []
     for start, stop in zip(bounds[:-1], bounds[1:]):
         low, high = max(start - halo, 0), min(stop + halo, depth)

@@ -87,10 +87,11 @@ def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
 
 
 def resize_in_plane(slices: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """(..., H, W) -> (..., *size); 'area' when shrinking images, 'bilinear' otherwise, 'nearest' for labels."""
+    """(..., H, W) -> C-contiguous (..., *size); 'area' when shrinking images, 'bilinear' otherwise, 'nearest'
+    for labels."""
     (h, w), (new_h, new_w) = slices.shape[-2:], size
     if (h, w) == (new_h, new_w):
-        return slices
+        return np.ascontiguousarray(slices)
     if mode == "nearest":
         return slices[..., nearest_indices(h, new_h)[:, None], nearest_indices(w, new_w)]
     weights = area_weights if mode == "image" and new_h <= h and new_w <= w else linear_weights
@@ -121,11 +122,11 @@ class Preprocessor:
     def image(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Volume array -> normalised float32 slices on the network grid, (D, H', W')."""
         slices = normalise_intensities(to_slice_first(array, grid.slice_axis), self.settings.clip_percentiles)
-        return np.ascontiguousarray(resize_in_plane(slices, grid.network_shape[1:], "image"))
+        return resize_in_plane(slices, grid.network_shape[1:], "image")
 
     def label(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""
-        return np.ascontiguousarray(resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "nearest"))
+        return resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "nearest")
 
     def inverse(self, maps: np.ndarray, grid: Grid) -> np.ndarray:
         """Maps on the network grid (K, D, H', W') -> (K, *original shape), bilinear in-plane."""
