@@ -11,8 +11,11 @@ from saunet.inference import (
     DEFAULT_MODEL,
     DEFAULT_ONNX,
     SLICE_HALO,
+    OnnxModel,
     Segmenter,
+    TorchModel,
     forward_in_chunks,
+    predict_logits,
     remove_small_components,
 )
 from saunet.phantoms import make_phantom, phantom_volume
@@ -22,25 +25,39 @@ def saunet(*args):
     return subprocess.run([sys.executable, "-m", "saunet.cli", *map(str, args)], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("name", ["sau-net", "dense-unet", "unet2d"])
-def test_chunked_inference_equals_whole_volume_inference(name):
+def tiny_model(name):
     import torch
 
     from saunet.models import create
 
     torch.manual_seed(0)
     widths = {"unet2d": {"features": (4, 4, 8, 8, 16, 4)}}.get(name, {"features": (4, 8, 16), "growth": 4})
-    net = create(name, **widths).eval()
+    return create(name, **widths).eval()
 
-    def model(x):
-        with torch.no_grad():
-            return net(torch.from_numpy(x)).numpy()
 
+@pytest.mark.parametrize("name", ["sau-net", "dense-unet", "unet2d"])
+def test_chunked_inference_equals_whole_volume_inference(name):
+    model = TorchModel(tiny_model(name))
     image = np.random.default_rng(0).normal(size=(1, 1, 11, 24, 20)).astype(np.float32)
     whole = model(image)
+    assert np.allclose(predict_logits(model, image, SLICE_HALO[name], chunk=4), whole, atol=1e-5)
     assert np.allclose(forward_in_chunks(model, image, SLICE_HALO[name], chunk=4), whole, atol=1e-5)
     if SLICE_HALO[name]:  # without its halo a chunk's edge slice misses a neighbour
         assert not np.allclose(forward_in_chunks(model, image, 0, chunk=4), whole, atol=1e-5)
+        assert not np.allclose(predict_logits(model, image, 0, chunk=4), whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sau-net", "unet2d"])
+def test_onnx_export_runs_features_and_decoder_apart(name, tmp_path):
+    from saunet.export import export_module_onnx
+
+    net = tiny_model(name)
+    onnx_model = OnnxModel(export_module_onnx(net, tmp_path / "model.onnx", split_decoder=name == "sau-net"))
+    assert onnx_model.has_decoder == (name == "sau-net")
+    image = np.random.default_rng(1).normal(size=(1, 1, 9, 33, 30)).astype(np.float32)
+    whole = TorchModel(net)(image)
+    for chunk in (0, 3, 4):
+        assert np.allclose(predict_logits(onnx_model, image, SLICE_HALO[name], chunk), whole, atol=1e-4)
 
 
 def test_small_components_are_removed_by_volume():

@@ -43,36 +43,28 @@ def measure_inference(model_name: str, shape: tuple[int, int, int], repeats: int
     """Forward-pass seconds (median) and peak memory of one model on one volume, in this process.
 
     ``runtime`` "torch" runs eager PyTorch, "onnx" an ONNX Runtime session of the same weights; ``chunk`` > 0
-    runs per-slice models on chunks of that many slices (each with its halo), as ``saunet segment`` does.
+    runs per-slice models on chunks of that many slices as ``saunet segment`` does (``predict_logits``).
     """
-    from saunet.inference import SLICE_HALO, forward_in_chunks
+    from saunet.inference import SLICE_HALO, OnnxModel, TorchModel, predict_logits
 
     torch.manual_seed(0)
     model = create(model_name, **(model_kwargs or {})).eval()
     x = np.random.default_rng(0).normal(size=(1, 1, *shape)).astype(np.float32)
     if runtime == "onnx":
-        import onnxruntime
-
         from saunet.export import export_module_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_module_onnx(model, Path(tmp) / "model.onnx")
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            path = export_module_onnx(model, Path(tmp) / "model.onnx", split_decoder=bool(SLICE_HALO.get(model_name)))
+            runner = OnnxModel(path)
         del model
-
-        def forward(image):
-            return session.run(None, {"image": image})[0]
     else:
         if channels_last and model_name != "unet3d":
             model = model.to(memory_format=torch.channels_last)
         if compiled:
             model = torch.compile(model, dynamic=False)
-
-        def forward(image):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return model(torch.from_numpy(image)).float().numpy()
+        runner = TorchModel(model, "cpu", bf16)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = _median_seconds(lambda: forward_in_chunks(forward, x, SLICE_HALO.get(model_name), chunk), repeats)
+    seconds = _median_seconds(lambda: predict_logits(runner, x, SLICE_HALO.get(model_name), chunk), repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "peak_mb": peak / 1024, "added_mb": (peak - baseline) / 1024}
 

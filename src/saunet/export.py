@@ -16,25 +16,57 @@ METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "slice_a
 
 def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
     """A checkpoint (None: the shipped model) to ONNX, with what inference needs in the file's metadata."""
-    from saunet.inference import DEFAULT_MODEL
+    from saunet.inference import DEFAULT_MODEL, SLICE_HALO
 
     checkpoint = load_checkpoint(checkpoint_path or DEFAULT_MODEL)
     return export_module_onnx(model_from_checkpoint(checkpoint), onnx_path,
-                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS})})
+                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS})},
+                              split_decoder=bool(SLICE_HALO.get(checkpoint["model"])))
 
 
-def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Export with dynamic D, H and W; the file is written under a temporary name, then renamed."""
+class FeaturesAndDecoder(torch.nn.Module):
+    """Both halves of a model made of per-slice features and a decoder in one graph with two inputs:
+    image (B, 1, D, H, W) -> image_features (B, D, F, H, W), and features (B, D, F, H, W) -> logits (B, K, D, H, W).
+
+    Inference asks ONNX Runtime for one output at a time, which runs only that half: the per-slice network on
+    chunks of slices without neighbours, and only the cheap decoder (SAU-Net's attention fusion) with them.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.slice_features(image), self.model.decode(features)
+
+
+def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[str, str] | None = None,
+                       split_decoder: bool = False) -> Path:
+    """Export with dynamic D, H and W; the file is written under a temporary name, then renamed.
+
+    With ``split_decoder`` (for a decoder that looks at neighbouring slices: sau-net) the model is exported as
+    :class:`FeaturesAndDecoder`, otherwise as image -> logits.
+    """
     import onnx
 
-    example = torch.zeros(1, 1, 5, 61, 67)  # odd sizes, so the padding is traced
-    axes = {2: "slices", 3: "height", 4: "width"}
+    image = torch.zeros(1, 1, 5, 61, 67)  # odd sizes, so the padding is traced
+    volume_axes = {2: "slices", 3: "height", 4: "width"}
+    if split_decoder:
+        slice_axes = {1: "slices", 3: "height", 4: "width"}
+        features = torch.zeros(1, 5, model.head.conv.in_channels, 61, 67)
+        module, example = FeaturesAndDecoder(model), (image, features)
+        names = {"input_names": ["image", "features"], "output_names": ["image_features", "logits"],
+                 "dynamic_axes": {"image": volume_axes, "features": slice_axes, "image_features": slice_axes,
+                                  "logits": volume_axes}}
+    else:
+        module, example = model, (image,)
+        names = {"input_names": ["image"], "output_names": ["logits"],
+                 "dynamic_axes": {"image": volume_axes, "logits": volume_axes}}
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_name(".tmp-" + onnx_path.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes}, dynamo=False)
+        torch.onnx.export(module.eval(), example, str(tmp), dynamo=False, **names)
     proto = onnx.load(str(tmp))
     for key, value in (metadata or {}).items():
         entry = proto.metadata_props.add()

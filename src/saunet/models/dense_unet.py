@@ -169,4 +169,8 @@ class DenseUNet(nn.Module):
         self.head = Head(features[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return slices_to_volume(self.head(self.slice_features(x)))
+        return self.decode(self.slice_features(x))
+
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Every slice's features (B, D, F, H, W) -> logits (B, K, D, H, W)."""
+        return slices_to_volume(self.head(feats))

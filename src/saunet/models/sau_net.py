@@ -57,5 +57,6 @@ class SAUNet(DenseUNet):
         super().__init__(*args, **kwargs)
         self.isa = AttentionFusion(self.head.conv.in_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return slices_to_volume(self.head(self.isa(self.slice_features(x))))
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Every slice's features (B, D, F, H, W) -> logits (B, K, D, H, W), each slice fused with its neighbours."""
+        return slices_to_volume(self.head(self.isa(feats)))
