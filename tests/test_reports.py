@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from saunet.reports import metrics_table, overlay_figure, sagittal_view
+from saunet.reports import metrics_table, overlay_figure, paired_table, sagittal_view
 
 
 def test_metrics_table_shows_mean_and_std_in_percent():
@@ -13,6 +13,34 @@ def test_metrics_table_shows_mean_and_std_in_percent():
     table = metrics_table(rows, metrics=("dice", "hd"))
     assert "| a | 2 | 85.00 ± 5.00 | 3.00 ± 1.00 |" in table
     assert "| b | 1 | 100.00 ± 0.00 | 1.00 ± 0.00 |" in table
+
+
+def test_paired_table_compares_the_cases_both_models_have():
+    rows = [{"model": "a", "case": "x", "dice": 0.9, "hd": 2.0}, {"model": "a", "case": "y", "dice": 0.8, "hd": 9.0},
+            {"model": "a", "case": "z", "dice": 0.1, "hd": 99.0},  # b has no z: left out
+            {"model": "b", "case": "x", "dice": 0.7, "hd": 4.0}, {"model": "b", "case": "y", "dice": 0.9, "hd": 10.0}]
+    table = paired_table(rows, "a", "b", metrics=("dice", "hd"))
+    assert "| Dice (%) | +5.00 ± 15.00 | 1 of 2 |" in table  # differences +0.2 and -0.1
+    assert "| HD (mm) | -1.50 ± 0.50 | 2 of 2 |" in table  # lower is better
+
+
+def test_cv_report_of_unfinished_folds_compares_on_common_cases(tmp_path):
+    from saunet.crossval import CVResult, write_cv_report
+    from saunet.training import TrainConfig
+
+    def row(model, fold, case, dice, hd):
+        return {"model": model, "fold": fold, "case": case, "dice": dice, "jaccard": dice, "precision": dice,
+                "recall": dice, "hd": hd, "hd95": hd, "assd": hd / 4}
+
+    rows = [row("sau-net", 0, "p", 0.9, 5.0), row("sau-net", 0, "q", 0.92, 6.0), row("sau-net", 1, "r", 0.5, 80.0),
+            row("dense-unet", 0, "p", 0.88, 20.0), row("dense-unet", 0, "q", 0.91, 30.0)]
+    history = [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.5}]
+    result = CVResult(rows, rows, {"sau-net fold 0": history}, fold_count=2)
+    report = write_cv_report(result, tmp_path, "saunet cv ...", TrainConfig()).read_text(encoding="utf-8")
+    assert "sau-net 2 (3 cases); dense-unet 1 (2 cases)" in report
+    assert "Table 1 on the 2 cases every model has been tested on" in report
+    assert "| sau-net | 2 | 91.00 ± 1.00 |" in report  # the common cases only, without case r
+    assert "| HD (mm) | -19.50 ± 4.50 | 2 of 2 |" in report  # the ablation, paired
 
 
 def test_overlay_colours_errors(tmp_path):

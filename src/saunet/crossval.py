@@ -144,7 +144,7 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     """cv.json (per-case rows, summaries, command, configuration), cv.md (the paper's tables) and figures."""
     from saunet.evaluation import summarise
     from saunet.models import count_parameters, create, full_arguments
-    from saunet.reports import box_plots, metrics_table, training_curves, write_text
+    from saunet.reports import box_plots, metrics_table, paired_table, training_curves, write_text
 
     models = list(dict.fromkeys(r["model"] for r in result.rows))
     config_dict = {k: v for k, v in asdict(config).items() if k != "model"}
@@ -166,13 +166,14 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
         figures += _overlay_worst_case(result, cv_dir, data, report_dir, models)
         if cv_dir.resolve() != report_dir.resolve():  # the report carries the folds it was made on
             shutil.copyfile(cv_dir / "splits.json", report_dir / "splits.json")
-    folds = sorted({r["fold"] for r in result.rows})
+    folds = {m: sorted({r["fold"] for r in result.rows if r["model"] == m}) for m in models}
+    cases = {m: {r["case"] for r in result.rows if r["model"] == m} for m in models}
+    common = set.intersection(*cases.values()) if cases else set()
     text = [
         "# Cross-validation\n",
         f"Command: `{command}`\n",
-        f"Folds reported: {len(folds)} of {result.fold_count} (splits in `splits.json`, by patient, shared by "
-        "every model); "
-        f"cases per model: {len(result.rows) // max(1, len(models))}.\n",
+        f"Folds reported, of {result.fold_count} (splits in `splits.json`, by patient, shared by every model): "
+        + "; ".join(f"{m} {len(folds[m])} ({len(cases[m])} cases)" for m in models) + ".\n",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in config_dict.items()) + "\n",
         "Models: " + "; ".join(f"{m} ({parameters[m] / 1e6:.2f} M parameters: "
                                + ", ".join(f"{k}={v}" for k, v in arguments[m].items()) + ")" for m in models) + "\n",
@@ -183,11 +184,21 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
         "## Without post-processing\n",
         metrics_table(result.raw_rows, groups=models),
     ]
+    if any(cases[m] != common for m in models):  # folds still running: compare on the same cases too
+        text += [f"## Table 1 on the {len(common)} cases every model has been tested on (with post-processing)\n",
+                 metrics_table([r for r in result.rows if r["case"] in common], groups=models)]
     if {"sau-net", "dense-unet"} <= set(models):
+        both = cases["sau-net"] & cases["dense-unet"]
         text += ["## Table 4: ablation of the inter-slice attention (ISA)\n",
+                 f"SAU-Net is the Dense U-Net (w/o ISA) plus the attention fusion; {len(both)} cases both were "
+                 "tested on, with post-processing.\n",
                  metrics_table([{**r, "model": "w/ ISA" if r["model"] == "sau-net" else "w/o ISA"}
-                                for r in result.rows if r["model"] in ("sau-net", "dense-unet")],
-                               groups=["w/o ISA", "w/ ISA"])]
+                                for r in result.rows if r["model"] in ("sau-net", "dense-unet") and r["case"] in both],
+                               groups=["w/o ISA", "w/ ISA"]),
+                 "Paired, per case:\n",
+                 paired_table(result.rows, "sau-net", "dense-unet"),
+                 "Without post-processing, paired per case:\n",
+                 paired_table(result.raw_rows, "sau-net", "dense-unet")]
     text += ["## Figures\n"] + [f"![{f.stem}](figures/{f.name})\n" for f in figures]
     return write_text("\n".join(text), report_dir / "cv.md")
 
@@ -203,7 +214,9 @@ def _overlay_worst_case(result, cv_dir, data, report_dir, models) -> list[Path]:
     image, label = read_case(case)
     predictions = {}
     for model in models:
-        row = next(r for r in result.rows if r["model"] == model and r["case"] == worst["case"])
+        row = next((r for r in result.rows if r["model"] == model and r["case"] == worst["case"]), None)
+        if row is None:  # this model's fold with the case has not finished yet
+            continue
         pred_dir = cv_dir / model / f"fold_{row['fold']}" / "predictions"
         path = next(pred_dir.glob(f"{worst['case']}.*"))
         predictions[f"{model} (HD {row['hd']:.1f} mm)"] = sagittal_view(image, read_volume(path).array)

@@ -43,6 +43,27 @@ def metrics_table(rows: list[dict], group_key: str = "model", groups: list[str] 
     return markdown_table([group_key.capitalize(), "cases"] + [LABELS.get(m, m) for m in metrics], body)
 
 
+def paired_table(rows: list[dict], first: str, second: str, metrics=("dice", "hd", "hd95")) -> str:
+    """Per-case differences ``first`` - ``second`` on the cases both models have: mean ± std, how often
+    ``first`` is better, and the two-sided Wilcoxon signed-rank p-value."""
+    from scipy.stats import wilcoxon
+
+    by_case = {m: {r["case"]: r for r in rows if r["model"] == m} for m in (first, second)}
+    cases = sorted(set(by_case[first]) & set(by_case[second]))
+    body = []
+    for metric in metrics:
+        pairs = [(by_case[first][c][metric], by_case[second][c][metric]) for c in cases]
+        diffs = np.array([a - b for a, b in pairs if a is not None and b is not None and math.isfinite(a - b)])
+        if len(diffs) == 0:
+            continue
+        better = int((diffs > 0).sum() if metric in PERCENT else (diffs < 0).sum())
+        p_value = f"{wilcoxon(diffs).pvalue:.3f}" if np.any(diffs != 0) else "–"
+        scale = 100 if metric in PERCENT else 1
+        body.append([LABELS.get(metric, metric), f"{diffs.mean() * scale:+.2f} ± {diffs.std() * scale:.2f}",
+                     f"{better} of {len(diffs)}", p_value])
+    return markdown_table(["Metric", f"{first} − {second} per case", f"{first} better", "Wilcoxon p"], body)
+
+
 def write_text(text: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
