@@ -14,9 +14,9 @@ from saunet.inference import (
     OnnxModel,
     Segmenter,
     TorchModel,
+    clean_mask,
     forward_in_chunks,
     predict_logits,
-    remove_small_components,
 )
 from saunet.phantoms import make_phantom, phantom_volume
 
@@ -64,8 +64,21 @@ def test_small_components_are_removed_by_volume():
     mask = np.zeros((10, 10, 10), bool)
     mask[:5, :5, :5] = True  # 125 voxels
     mask[8, 8, 8] = True
-    kept = remove_small_components(mask, (2.0, 1.0, 1.0), min_mm3=100)
+    kept = clean_mask(mask, (2.0, 1.0, 1.0), min_mm3=100)
     assert kept.sum() == 125 and not kept[8, 8, 8]
+    assert clean_mask(mask, (2.0, 1.0, 1.0), min_mm3=0).sum() == 126
+
+
+def test_only_the_largest_components_are_kept():
+    mask = np.zeros((12, 10, 10), bool)
+    mask[0:3] = True  # 300 voxels
+    mask[4:5, :5] = True  # 50
+    mask[6:8] = True  # 200
+    mask[9:10, 9, 9] = True  # 1, under min_mm3
+    kept = clean_mask(mask, (1.0, 1.0, 1.0), min_mm3=2, max_components=2)
+    assert kept[0:3].all() and kept[6:8].all() and not kept[4].any() and not kept[9].any()
+    assert clean_mask(mask, (1.0, 1.0, 1.0), min_mm3=2, max_components=5).sum() == 550
+    assert clean_mask(mask, (1.0, 1.0, 1.0), min_mm3=0, max_components=0).sum() == 551
 
 
 def test_segment_keeps_the_geometry_of_real_scans(lumbar, tmp_path, tiny_checkpoint):

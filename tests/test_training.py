@@ -97,11 +97,17 @@ def test_two_gloo_processes_hold_identical_weights(phantom_data, tmp_path):
     assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
 
 
-def test_checkpoint_holds_what_inference_needs(tiny_checkpoint):
+def test_checkpoint_holds_what_inference_needs(tiny_checkpoint, phantom_data):
+    from saunet.imageio import read_volume
+    from saunet.inference import label_components
+
     checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
-    for key in ("model", "model_kwargs", "preprocessing", "label_map", "state_dict"):
+    for key in ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "state_dict"):
         assert key in checkpoint
     assert checkpoint["model"] == "sau-net"
+    # post-processing keeps as many components as the training masks have (bodies of the phantom column)
+    bodies = label_components(read_volume(sorted((phantom_data / "labelsTr").iterdir())[0]).array > 0).max()
+    assert bodies > 1 and checkpoint["postprocessing"] == {"max_components": bodies}
 
 
 @pytest.mark.parametrize("model", ["dense-unet", "unet2d", "unet3d"])

@@ -106,7 +106,8 @@ def cmd_segment(args) -> None:
     for path in inputs:
         if not path.exists():
             raise InputError(path, "no such file or folder")
-    segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3)
+    segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
+                          max_components=args.max_components)
     if args.levels and segmenter.label_map.classes is None:
         raise InputError(segmenter.path, "--levels needs a model trained for level classes (--classes); this one is binary")
     out = Path(args.output)
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--min-component-mm3", type=float, default=1000.0,
                    help="remove predicted islands smaller than this (default 1000 mm^3; 0 keeps all)")
+    p.add_argument("--max-components", type=int, default=None,
+                   help="keep only this many of the largest components (default: the number in the model's "
+                        "training masks, 7 for the shipped model; 0 keeps all)")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("evaluate", help="compare predictions with references",

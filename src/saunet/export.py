@@ -11,7 +11,7 @@ import torch
 
 from saunet.training import load_checkpoint, model_from_checkpoint
 
-METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "slice_axis")
+METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "slice_axis")
 
 
 def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
@@ -20,7 +20,7 @@ def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
 
     checkpoint = load_checkpoint(checkpoint_path or DEFAULT_MODEL)
     return export_module_onnx(model_from_checkpoint(checkpoint), onnx_path,
-                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS})},
+                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS if k in checkpoint})},
                               split_decoder=bool(SLICE_HALO.get(checkpoint["model"])))
 
 

@@ -74,6 +74,17 @@ class PreparedCase:
     label: np.ndarray  # uint8 (D, H, W), classes 0..K
 
 
+def typical_component_count(cases: list[Case], label_map: LabelMap) -> int:
+    """Median number of connected components in the cases' foreground masks (lumbar-t2: 7, its masks label the
+    bodies T11-L5 only); post-processing keeps that many of the largest predicted components, so a model does
+    not add a body the data set's convention leaves out (a T10 partly in the field of view)."""
+    from saunet.imageio import read_volume
+    from saunet.inference import label_components
+
+    counts = [int(label_components(label_map.apply(read_volume(case.label).array) > 0).max()) for case in cases]
+    return int(np.median(counts))
+
+
 def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True) -> list[PreparedCase]:
     preprocessor = Preprocessor(config.preprocessing)
     prepared = []
@@ -252,6 +263,7 @@ def train(
     train_data = prepare_cases(train_cases, config, progress and rank == 0)
     val_data = prepare_cases(val_cases, config, progress and rank == 0)
     model_kwargs = full_arguments(config.model, out_channels=output_channels(config.label_map), **config.model_kwargs)
+    postprocessing = {"max_components": typical_component_count(train_cases, config.label_map)}
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = create(config.model, **model_kwargs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -275,6 +287,7 @@ def train(
             "preprocessing": {**config.preprocessing.to_dict(),
                               "clip_percentiles": list(config.preprocessing.clip_percentiles)},
             "label_map": config.label_map.to_dict(),
+            "postprocessing": postprocessing,
             "slice_axis": config.slice_axis,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
             "state_dict": model.state_dict(),
