@@ -26,8 +26,10 @@ def test_markdown_reports_the_ratios_of_both_runtimes():
                "whole_volume_onnx_seconds": {"sau-net": 2.1, "dense-unet": 2.0},
                "stock_unet2d_full_resolution_seconds": 10.0, "segment_process_seconds": 3.0,
                "cpu_paths": {"ONNX Runtime": {"seconds": 1.0, "peak_mb": 50}},
-               "pipeline_paths": {"ONNX Runtime": {"seconds": 1.0, "min_dice_vs_float32": 1.0}}}
+               "pipeline_paths": {"ONNX Runtime": {"seconds": 1.0, "min_dice_vs_float32": 1.0}},
+               "steal_fraction": 0.25}
     text = benchmark_markdown(results)
+    assert "(steal): 25%" in text
     assert "| sau-net / unet3d inference time | 0.25 | 0.25 | ≤ 0.40 |" in text
     assert "| sau-net / dense-unet inference time | 1.11 | 1.11 | ≤ 1.10 |" in text
     assert "| sau-net / dense-unet, ONNX on the whole volume (no chunks) | 1.05 |" in text

@@ -118,11 +118,20 @@ def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3) ->
     return statistics.median(times)
 
 
+def _cpu_times() -> list[int] | None:
+    """The machine's cumulative CPU times from /proc/stat (user, nice, system, idle, iowait, irq, softirq, steal, ...)."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
 def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None, command: str, repeats: int = 3) -> dict:
     from tqdm import tqdm
 
     from saunet.inference import CHUNK_SLICES
 
+    times_before = _cpu_times()
     results: dict = {"command": command, "machine": f"{platform.processor() or platform.machine()}, "
                      f"{torch.get_num_threads()} threads, torch {torch.__version__}", "models": {},
                      "chunk_slices": CHUNK_SLICES}
@@ -143,7 +152,7 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
         row["train_seconds_per_epoch"] = training_seconds_per_epoch(name, data)
         results["models"][name] = row
     lumbar = SHAPES["lumbar 39x305x305"]
-    # The attention's own cost, without the neighbour slices that chunking recomputes.
+    # The attention's own cost, without chunks.
     results["whole_volume_onnx_seconds"] = {name: _measure_in_subprocess(name, lumbar, repeats, runtime="onnx")["seconds"]
                                             for name in ("sau-net", "dense-unet")}
     stock = _measure_in_subprocess("unet2d", (lumbar[0], 304, 304), repeats, model_kwargs={"features": STOCK_UNET2D})
@@ -152,6 +161,11 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
     results["segment_process_seconds"] = segment_process_seconds(scans[0], None)
     results["cpu_paths"] = cpu_paths(lumbar, repeats, results["bf16_native"])
     results["pipeline_paths"] = pipeline_paths(scans[:3], results["bf16_native"])
+    times_after = _cpu_times()
+    if times_before and times_after and len(times_after) > 7:
+        spent = [b - a for a, b in zip(times_before, times_after)]
+        # On a virtual machine, the share of CPU time the hypervisor gave to other guests during the run.
+        results["steal_fraction"] = spent[7] / max(1, sum(spent[:8]))
     if json_path:
         write_json(results, json_path)
     text = benchmark_markdown(results)
@@ -256,7 +270,10 @@ def benchmark_markdown(results: dict) -> str:
         f"Peak of a square matrix product: {peak:.0f} GFLOP/s float32 (2048²), "
         f"{results['peak_gflops']['bfloat16']:.1f} GFLOP/s bfloat16 (512²)"
         + ("" if results["bf16_native"] else
-           ": this CPU has no native bf16 arithmetic, so the bf16 paths are not used") + ".\n",
+           ": this CPU has no native bf16 arithmetic, so the bf16 paths are not used") + ".  \n"
+        + (f"CPU time taken by the hypervisor during the run (steal): {results['steal_fraction']:.0%}; on a shared "
+           "virtual machine timings vary by 10 % and more between runs, so compare ratios within one run.\n"
+           if "steal_fraction" in results else "\n"),
         "Inference: one forward pass (median of repeated runs after a warm-up) on a random volume of that shape at "
         "full resolution, each measurement in its own process; peak MB is that process's peak resident memory. "
         f"'ONNX' is the deployed path: ONNX Runtime, and the per-slice models run on chunks of {chunk} slices; "
