@@ -118,6 +118,7 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
                 for future in futures:
                     tqdm.write(f"finished {future.result()}")
     rows, raw_rows, histories = [], [], {}
+    max_components: dict[int, int] = {}  # per fold: every model's folds share their training masks
     for model in models:
         config = configs[model]
         for split in splits:
@@ -127,8 +128,10 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
             histories[f"{model} fold {split['fold']}"] = load_checkpoint(run_dir / "checkpoint_last.pt")["history"]
             # Counted here rather than read from the checkpoint: folds trained before checkpoints stored it get
             # the same post-processing.
-            max_components = typical_component_count([cases[n] for n in split["train"]], config.label_map)
-            segmenter = Segmenter(run_dir / "checkpoint_best.pt", max_components=max_components)
+            if split["fold"] not in max_components:
+                max_components[split["fold"]] = typical_component_count([cases[n] for n in split["train"]],
+                                                                        config.label_map)
+            segmenter = Segmenter(run_dir / "checkpoint_best.pt", max_components=max_components[split["fold"]])
             for name in split["test"]:
                 image, label = read_case(cases[name])
                 reference = config.label_map.apply(label.array)
