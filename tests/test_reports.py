@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -82,13 +83,20 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert "cv_boxplots.png" in figures and "cv_training_curves.png" in figures
     assert any(f.startswith("cv_overlay_") for f in figures)
 
+    assert "Trained on: sau-net cpu (2 folds); dense-unet cpu (2 folds)" in report
+
     checkpoint = tmp_path / "cv" / "sau-net" / "fold_0" / "checkpoint_last.pt"
-    stamp = checkpoint.stat().st_mtime_ns
+    prediction = next((tmp_path / "cv" / "sau-net" / "fold_0" / "predictions").iterdir())
+    stamps = checkpoint.stat().st_mtime_ns, prediction.stat().st_mtime_ns
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert checkpoint.stat().st_mtime_ns == stamp  # finished folds are not trained again
+    # finished folds are neither trained nor tested again
+    assert (checkpoint.stat().st_mtime_ns, prediction.stat().st_mtime_ns) == stamps
     assert json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"] == result["cases"]
 
+    # a fold trained elsewhere counts with its evaluation.json and predictions alone
+    for path in (tmp_path / "cv" / "dense-unet" / "fold_1").glob("*.pt"):
+        path.unlink()
     partial = [*command, "--finished-only"]
     partial[partial.index("sau-net,dense-unet")] = "sau-net,dense-unet,unet2d"
     report_only = subprocess.run(partial, capture_output=True, text=True)
@@ -132,3 +140,15 @@ def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "fold workers outlived the killed cv process"
+
+
+def test_saved_fold_evaluation_reads_back_infinite_distances(tmp_path):
+    from saunet.crossval import EVALUATION_FILE, fold_finished, saved_evaluation
+    from saunet.evaluation import write_json
+
+    row = {"model": "unet2d", "fold": 0, "case": "a", "dice": 0.0, "hd": math.inf, "hd95": math.inf}
+    write_json({"epochs": 3, "trained_on": "cpu", "max_components": 7, "history": [], "cases": [row],
+                "cases_without_postprocessing": [row]}, tmp_path / EVALUATION_FILE)
+    assert saved_evaluation(tmp_path, 3)["cases"][0]["hd"] == math.inf
+    assert fold_finished(tmp_path, 3)
+    assert saved_evaluation(tmp_path, 4) is None and not fold_finished(tmp_path, 4)  # trained for fewer epochs

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from saunet.evaluation import case_metrics, write_json
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import MIN_COMPONENT_MM3, Segmenter
 from saunet.training import TrainConfig, load_checkpoint, train, typical_component_count
+
+EVALUATION_FILE = "evaluation.json"
 
 
 def make_splits(case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
@@ -58,11 +62,30 @@ class CVResult:
     raw_rows: list[dict]  # the same without post-processing
     histories: dict[str, list[dict]]
     fold_count: int  # folds in the splits; fewer are reported when the run is unfinished
+    trained_on: dict[str, str] = field(default_factory=dict)  # "model fold k": "cpu" or the GPU's name
 
 
 def fold_finished(run_dir: Path, epochs: int) -> bool:
+    if saved_evaluation(run_dir, epochs) is not None:
+        return True
     last = run_dir / "checkpoint_last.pt"
     return last.exists() and load_checkpoint(last)["epoch"] >= epochs
+
+
+def saved_evaluation(run_dir: Path, epochs: int) -> dict | None:
+    """The fold's test results, written once its training had finished (``evaluation.json``), or None.
+
+    A finished fold is tested once: a report rebuilt later reads this file instead of segmenting the test
+    cases again, and a fold trained elsewhere counts with only this file and its predictions copied back.
+    Delete the file to test the fold again (after changing the post-processing, say).
+    """
+    path = run_dir / EVALUATION_FILE
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    for row in saved["cases"] + saved["cases_without_postprocessing"]:  # JSON holds an infinite distance as null
+        row.update({k: math.inf for k, v in row.items() if v is None})
+    return saved if saved["epochs"] >= epochs else None
 
 
 def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir: Path, threads: int) -> Path:
@@ -117,32 +140,52 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
                 futures = [pool.submit(_train_fold, *job, threads) for job in jobs]
                 for future in futures:
                     tqdm.write(f"finished {future.result()}")
-    rows, raw_rows, histories = [], [], {}
+    rows, raw_rows, histories, trained_on = [], [], {}, {}
     max_components: dict[int, int] = {}  # per fold: every model's folds share their training masks
     for model in models:
         config = configs[model]
         for split in splits:
             run_dir = out / model / f"fold_{split['fold']}"
-            if not fold_finished(run_dir, config.epochs):
-                continue
-            histories[f"{model} fold {split['fold']}"] = load_checkpoint(run_dir / "checkpoint_last.pt")["history"]
-            # Counted here rather than read from the checkpoint: folds trained before checkpoints stored it get
-            # the same post-processing.
-            if split["fold"] not in max_components:
-                max_components[split["fold"]] = typical_component_count([cases[n] for n in split["train"]],
-                                                                        config.label_map)
-            segmenter = Segmenter(run_dir / "checkpoint_best.pt", max_components=max_components[split["fold"]])
-            for name in split["test"]:
-                image, label = read_case(cases[name])
-                reference = config.label_map.apply(label.array)
-                result = segmenter.segment(image, config.slice_axis)
-                write_like(result.labels, image, run_dir / "predictions" / f"{name}{output_suffix(image.path)}")
-                raw = (result.probabilities[0] > 0.5) if result.probabilities.shape[0] == 1 else result.labels
-                key = {"model": model, "fold": split["fold"], "case": name}
-                rows.append({**key, **case_metrics(result.labels > 0, reference > 0, image.spacing)})
-                raw_rows.append({**key, **case_metrics(raw > 0, reference > 0, image.spacing)})
+            saved = saved_evaluation(run_dir, config.epochs)
+            if saved is None:
+                if not fold_finished(run_dir, config.epochs):
+                    continue
+                # Counted here rather than read from the checkpoint: folds trained before checkpoints stored it
+                # get the same post-processing.
+                if split["fold"] not in max_components:
+                    max_components[split["fold"]] = typical_component_count([cases[n] for n in split["train"]],
+                                                                            config.label_map)
+                saved = evaluate_fold(run_dir, [cases[n] for n in split["test"]], config,
+                                      max_components[split["fold"]], {"model": model, "fold": split["fold"]})
+            histories[f"{model} fold {split['fold']}"] = saved["history"]
+            trained_on[f"{model} fold {split['fold']}"] = saved["trained_on"]
+            rows += saved["cases"]
+            raw_rows += saved["cases_without_postprocessing"]
     write_json({"cases": rows, "cases_without_postprocessing": raw_rows}, out / "cases.json")
-    return CVResult(rows, raw_rows, histories, len(splits))
+    return CVResult(rows, raw_rows, histories, len(splits), trained_on)
+
+
+def evaluate_fold(run_dir: Path, test_cases: list, config: TrainConfig, max_components: int, key: dict) -> dict:
+    """Segment a finished fold's test cases with its best checkpoint (on the GPU when there is one), write the
+    predictions and ``evaluation.json``: per-case metrics with and without post-processing, and the history."""
+    import torch
+
+    last = load_checkpoint(run_dir / "checkpoint_last.pt")
+    segmenter = Segmenter(run_dir / "checkpoint_best.pt", device="cuda" if torch.cuda.is_available() else "cpu",
+                          max_components=max_components)
+    rows, raw_rows = [], []
+    for case in test_cases:
+        image, label = read_case(case)
+        reference = config.label_map.apply(label.array)
+        result = segmenter.segment(image, config.slice_axis)
+        write_like(result.labels, image, run_dir / "predictions" / f"{case.name}{output_suffix(image.path)}")
+        raw = (result.probabilities[0] > 0.5) if result.probabilities.shape[0] == 1 else result.labels
+        rows.append({**key, "case": case.name, **case_metrics(result.labels > 0, reference > 0, image.spacing)})
+        raw_rows.append({**key, "case": case.name, **case_metrics(raw > 0, reference > 0, image.spacing)})
+    saved = {"epochs": last["epoch"], "trained_on": last.get("trained_on", "cpu"), "max_components": max_components,
+             "history": last["history"], "cases": rows, "cases_without_postprocessing": raw_rows}
+    write_json(saved, run_dir / EVALUATION_FILE)
+    return saved
 
 
 def write_cv_report(result: CVResult, report_dir: Path, command: str, config: TrainConfig,
@@ -175,12 +218,15 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     folds = {m: sorted({r["fold"] for r in result.rows if r["model"] == m}) for m in models}
     cases = {m: {r["case"] for r in result.rows if r["model"] == m} for m in models}
     common = set.intersection(*cases.values()) if cases else set()
+    devices = {m: Counter(result.trained_on.get(f"{m} fold {f}", "unrecorded") for f in folds[m]) for m in models}
     text = [
         "# Cross-validation\n",
         f"Command: `{command}`\n",
         f"Folds reported, of {result.fold_count} (splits in `splits.json`, by patient, shared by every model): "
         + "; ".join(f"{m} {len(folds[m])} ({len(cases[m])} cases)" for m in models) + ".\n",
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in config_dict.items()) + "\n",
+        "Trained on: " + "; ".join(f"{m} " + ", ".join(f"{device} ({n} folds)" for device, n in devices[m].items())
+                                   for m in models) + "\n",
         "Models: " + "; ".join(f"{m} ({parameters[m] / 1e6:.2f} M parameters: "
                                + ", ".join(f"{k}={v}" for k, v in arguments[m].items()) + ")" for m in models) + "\n",
         "## Table 1: models compared (with post-processing)\n",

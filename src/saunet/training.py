@@ -289,6 +289,7 @@ def train(
             "label_map": config.label_map.to_dict(),
             "postprocessing": postprocessing,
             "slice_axis": config.slice_axis,
+            "trained_on": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
             "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(),
