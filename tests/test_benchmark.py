@@ -2,7 +2,7 @@
 
 import pytest
 
-from saunet.benchmark import SHAPES, benchmark_markdown, measure_inference
+from saunet.benchmark import SHAPES, InferenceWorker, benchmark_markdown, measure_inference, paired_seconds
 
 TINY = {"features": (4, 8, 16), "growth": 4}
 
@@ -27,10 +27,39 @@ def test_markdown_reports_the_ratios_of_both_runtimes():
                "stock_unet2d_full_resolution_seconds": 10.0, "segment_process_seconds": 3.0,
                "cpu_paths": {"ONNX Runtime": {"seconds": 1.0, "peak_mb": 50}},
                "pipeline_paths": {"ONNX Runtime": {"seconds": 1.0, "min_dice_vs_float32": 1.0}},
-               "steal_fraction": 0.25}
+               "steal_fraction": 0.25,
+               "paired": {k: {"a_seconds": 1.0, "b_seconds": 2.0, "ratio": r, "rounds": 7}
+                          for k, r in (("sau-net / unet3d", 0.39), ("sau-net / dense-unet", 1.08),
+                                       ("segment process / stock", 0.34))}}
     text = benchmark_markdown(results)
     assert "(steal): 25%" in text
-    assert "| sau-net / unet3d inference time | 0.25 | 0.25 | ≤ 0.40 |" in text
-    assert "| sau-net / dense-unet inference time | 1.11 | 1.11 | ≤ 1.10 |" in text
+    assert "| sau-net / unet3d inference time | 0.25 | 0.39 | 0.25 | ≤ 0.40 |" in text
+    assert "| sau-net / dense-unet inference time | 1.11 | 1.08 | 1.11 | ≤ 1.10 |" in text
     assert "| sau-net / dense-unet, ONNX on the whole volume (no chunks) | 1.05 |" in text
-    assert "| `saunet segment` (whole process) / stock 2D U-Net forward | 0.30 |" in text
+    assert "| `saunet segment` (whole process) / stock 2D U-Net forward | 0.30 | 0.34 |" in text
+
+
+def test_paired_seconds_alternates_and_takes_the_median_of_per_round_ratios():
+    calls = []
+    a_times, b_times = iter([1.0, 2.0, 3.0]), iter([2.0, 2.0, 2.0])
+
+    def a():
+        calls.append("a")
+        return next(a_times)
+
+    def b():
+        calls.append("b")
+        return next(b_times)
+
+    paired = paired_seconds(a, b, rounds=3)
+    assert calls == ["a", "b"] * 3
+    assert paired["ratio"] == 1.0 and paired["a_seconds"] == 2.0 and paired["b_seconds"] == 2.0
+
+
+def test_inference_worker_times_a_warm_model_on_request():
+    worker = InferenceWorker("sau-net", (3, 16, 16), model_kwargs=TINY, runtime="onnx", chunk=2)
+    try:
+        assert worker() > 0 and worker() > 0
+    finally:
+        worker.close()
+    assert worker.process.returncode == 0

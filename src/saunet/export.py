@@ -16,12 +16,12 @@ METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postpro
 
 def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
     """A checkpoint (None: the shipped model) to ONNX, with what inference needs in the file's metadata."""
-    from saunet.inference import DEFAULT_MODEL, SLICE_HALO
+    from saunet.inference import DEFAULT_MODEL, needs_split_decoder
 
     checkpoint = load_checkpoint(checkpoint_path or DEFAULT_MODEL)
     return export_module_onnx(model_from_checkpoint(checkpoint), onnx_path,
                               {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS if k in checkpoint})},
-                              split_decoder=bool(SLICE_HALO.get(checkpoint["model"])))
+                              split_decoder=needs_split_decoder(checkpoint["model"]))
 
 
 class FeaturesAndDecoder(torch.nn.Module):
