@@ -152,3 +152,16 @@ def test_saved_fold_evaluation_reads_back_infinite_distances(tmp_path):
     assert saved_evaluation(tmp_path, 3)["cases"][0]["hd"] == math.inf
     assert fold_finished(tmp_path, 3)
     assert saved_evaluation(tmp_path, 4) is None and not fold_finished(tmp_path, 4)  # trained for fewer epochs
+
+
+def test_overlay_shows_the_slice_of_a_distant_false_positive():
+    from saunet.reports import overlay_slices
+
+    reference = np.zeros((10, 20, 20), np.uint8)
+    reference[4:7, 5:15, 5:15] = 1
+    reference[5, 4:16, 4:16] = 1  # the mid-sagittal slice holds the most reference
+    prediction = reference.copy()
+    prediction[1, 2:4, 2:4] = 1  # a small false positive far to the side
+    prediction[6, 5:15, 5:8] = 0  # missed voxels
+    assert overlay_slices(reference, prediction) == [1, 5, 6]
+    assert overlay_slices(reference, None) == [4, 5, 6]

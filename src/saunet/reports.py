@@ -108,6 +108,21 @@ def sagittal_view(volume, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(view)
 
 
+def overlay_slices(reference: np.ndarray, prediction: np.ndarray | None, count: int = 3) -> list[int]:
+    """Slices worth looking at: the one with the most reference (mid-sagittal), the one with the most false
+    positive voxels of ``prediction`` (where a Hausdorff distance is usually set) and the one with the most
+    errors of either kind; then further slices by reference area."""
+    per_slice = lambda mask: mask.reshape(mask.shape[0], -1).sum(1)  # noqa: E731
+    ref = reference > 0
+    area = per_slice(ref)
+    chosen = [int(np.argmax(area))]
+    if prediction is not None:
+        pred = prediction > 0
+        chosen += [int(np.argmax(per_slice(pred & ~ref))), int(np.argmax(per_slice(pred ^ ref)))]
+    chosen += [int(s) for s in np.argsort(area)[::-1]]
+    return sorted(list(dict.fromkeys(chosen))[:count])
+
+
 def overlay_figure(image: np.ndarray, reference: np.ndarray, predictions: dict[str, np.ndarray], path: Path,
                    title: str = "", slices: list[int] | None = None) -> Path:
     """The paper's Figure 4: sagittal slices (rows) of each model (columns) with errors coloured.
@@ -116,11 +131,9 @@ def overlay_figure(image: np.ndarray, reference: np.ndarray, predictions: dict[s
     Green: true positive, red: false positive, blue: false negative.
     """
     plt = _pyplot()
-    if slices is None:
-        area = (reference > 0).reshape(reference.shape[0], -1).sum(1)
-        slices = [int(i) for i in np.argsort(area)[::-1][:2]] + [int(np.argmax(area > 0))]
-        slices = sorted(set(slices))
     names = list(predictions)
+    if slices is None:
+        slices = overlay_slices(reference, predictions[names[0]] if names else None)
     fig, axes = plt.subplots(len(slices), len(names), figsize=(3.2 * len(names), 3.2 * len(slices)), squeeze=False)
     low, high = np.percentile(image, (1, 99))
     for r, s in enumerate(slices):
