@@ -165,3 +165,14 @@ def test_overlay_shows_the_slice_of_a_distant_false_positive():
     prediction[6, 5:15, 5:8] = 0  # missed voxels
     assert overlay_slices(reference, prediction) == [1, 5, 6]
     assert overlay_slices(reference, None) == [4, 5, 6]
+
+
+def test_overlay_of_a_perfect_prediction_shows_the_largest_slices():
+    from saunet.reports import overlay_slices
+
+    reference = np.zeros((10, 20, 20), np.uint8)
+    reference[3:8, 5:15, 5:15] = 1  # 100 voxels per slice
+    reference[5, 4:16, 4:16] = 1  # 144
+    reference[4, 4:15, 4:15] = 1  # 121
+    reference[6, 4:15, 5:15] = 1  # 110
+    assert overlay_slices(reference, reference.copy()) == overlay_slices(reference, None) == [4, 5, 6]

@@ -27,14 +27,13 @@ DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 # whole-volume output with memory bounded by the chunk. unet3d sees the whole volume and is not chunked.
 SLICE_HALO = {"sau-net": 1, "dense-unet": 0, "unet2d": 0}
 CHUNK_SLICES = 12
+MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
 
 
 def needs_split_decoder(model_name: str) -> bool:
     """Whether chunked inference runs the model in two halves (per-slice features once, then a decoder that
     reads neighbouring slices' features): the models whose output slice depends on its neighbours."""
     return bool(SLICE_HALO.get(model_name))
-
-MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
 
 
 def label_components(mask: np.ndarray) -> np.ndarray:

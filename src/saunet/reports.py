@@ -118,7 +118,9 @@ def overlay_slices(reference: np.ndarray, prediction: np.ndarray | None, count: 
     chosen = [int(np.argmax(area))]
     if prediction is not None:
         pred = prediction > 0
-        chosen += [int(np.argmax(per_slice(pred & ~ref))), int(np.argmax(per_slice(pred ^ ref)))]
+        for errors in (per_slice(pred & ~ref), per_slice(pred ^ ref)):
+            if errors.any():
+                chosen.append(int(np.argmax(errors)))
     chosen += [int(s) for s in np.argsort(area)[::-1]]
     return sorted(list(dict.fromkeys(chosen))[:count])
 
