@@ -34,13 +34,16 @@ def test_cv_report_of_unfinished_folds_compares_on_common_cases(tmp_path):
                 "recall": dice, "hd": hd, "hd95": hd, "assd": hd / 4}
 
     rows = [row("sau-net", 0, "p", 0.9, 5.0), row("sau-net", 0, "q", 0.92, 6.0), row("sau-net", 1, "r", 0.5, 80.0),
-            row("dense-unet", 0, "p", 0.88, 20.0), row("dense-unet", 0, "q", 0.91, 30.0)]
+            row("dense-unet", 0, "p", 0.88, 20.0), row("dense-unet", 0, "q", 0.91, 30.0),
+            row("unet2d", 0, "p", 0.95, 4.0), row("unet2d", 0, "q", 0.93, 5.0)]
     history = [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.5}]
     result = CVResult(rows, rows, {"sau-net fold 0": history}, fold_count=2)
     report = write_cv_report(result, tmp_path, "saunet cv ...", TrainConfig()).read_text(encoding="utf-8")
-    assert "sau-net 2 (3 cases); dense-unet 1 (2 cases)" in report
+    assert "sau-net 2 (3 cases); dense-unet 1 (2 cases); unet2d 1 (2 cases)" in report
     assert "Table 1 on the 2 cases every model has been tested on" in report
     assert "| sau-net | 2 | 91.00 ± 1.00 |" in report  # the common cases only, without case r
+    assert "| sau-net − unet2d per case | sau-net better |" in report  # the baselines, paired
+    assert "| Dice (%) | -3.00 ± 2.00 | 0 of 2 |" in report
     assert "| HD (mm) | -19.50 ± 4.50 | 2 of 2 |" in report  # the ablation, paired
 
 

@@ -234,9 +234,12 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
         f"{MIN_COMPONENT_MM3:.0f} mm³ are removed, and only the N largest of the rest are kept, N being the median "
         "number of components in the fold's training masks (lumbar-t2: 7, the masks label T11-L5 only).\n",
         metrics_table(result.rows, groups=models),
-        "## Without post-processing\n",
-        metrics_table(result.raw_rows, groups=models),
     ]
+    baselines = [m for m in models if m not in ("sau-net", "dense-unet")]  # dense-unet is Table 4's
+    if "sau-net" in models and baselines:
+        text += ["SAU-Net against each baseline, paired per case (cases both were tested on, with post-processing):\n"]
+        text += [paired_table(result.rows, "sau-net", m) for m in baselines]
+    text += ["## Without post-processing\n", metrics_table(result.raw_rows, groups=models)]
     if any(cases[m] != common for m in models):  # folds still running: compare on the same cases too
         text += [f"## Table 1 on the {len(common)} cases every model has been tested on (with post-processing)\n",
                  metrics_table([r for r in result.rows if r["case"] in common], groups=models)]
