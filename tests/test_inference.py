@@ -60,6 +60,22 @@ def test_onnx_export_runs_features_and_decoder_apart(name, tmp_path):
         assert np.allclose(predict_logits(onnx_model, image, SLICE_HALO[name], chunk), whole, atol=1e-4)
 
 
+def test_sau_net_onnx_exports_without_image_logits_still_run(tmp_path):
+    import onnx
+
+    from saunet.export import export_module_onnx
+
+    net = tiny_model("sau-net")
+    path = export_module_onnx(net, tmp_path / "model.onnx", split_decoder=True)
+    proto = onnx.load(str(path))  # as exported before the image_logits output existed
+    outputs = [o for o in proto.graph.output if o.name != "image_logits"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(outputs)
+    onnx.save(proto, str(path))
+    image = np.random.default_rng(1).normal(size=(1, 1, 9, 33, 30)).astype(np.float32)
+    assert np.allclose(predict_logits(OnnxModel(path), image, 1, 4), TorchModel(net)(image), atol=1e-4)
+
+
 def test_small_components_are_removed_by_volume():
     mask = np.zeros((10, 10, 10), bool)
     mask[:5, :5, :5] = True  # 125 voxels
@@ -159,3 +175,41 @@ def test_shipped_onnx_matches_the_shipped_checkpoint(lumbar):
 @pytest.mark.slow
 def test_shipped_onnx_matches_the_shipped_checkpoint_on_every_real_scan(lumbar):
     shipped_onnx_parity(sorted((lumbar / "imagesTr").glob("*.nii.gz")))
+
+
+class NeighbourSum:
+    """A fake model with a decoder: features are the slices themselves; output slice i is the sum of the
+    features of slices i-halo..i+halo (those that exist), so any edge slice decoded without its neighbours is wrong."""
+
+    has_decoder = True
+
+    def __init__(self, halo: int):
+        self.halo = halo
+
+    def features(self, x):
+        return np.ascontiguousarray(np.moveaxis(x, 2, 1))  # (1, 1, D, H, W) -> (1, D, 1, H, W)
+
+    def decode(self, features):
+        volume = np.moveaxis(features, 1, 2)
+        out = np.zeros_like(volume)
+        for shift in range(-self.halo, self.halo + 1):
+            lo, hi = max(shift, 0), volume.shape[2] + min(shift, 0)
+            if hi > lo:
+                out[:, :, lo - shift : hi - shift] += volume[:, :, lo:hi]
+        return out
+
+    def features_and_logits(self, x):
+        features = self.features(x)
+        return features, self.decode(features)
+
+    def __call__(self, x):
+        return self.decode(self.features(x))
+
+
+@pytest.mark.parametrize("halo", [1, 2, 3])
+def test_chunks_with_a_decoder_equal_the_whole_volume_for_every_chunk_size(halo):
+    model = NeighbourSum(halo)
+    image = np.random.default_rng(2).normal(size=(1, 1, 13, 3, 2)).astype(np.float32)
+    whole = model(image)
+    for chunk in range(1, 14):
+        assert np.allclose(predict_logits(model, image, halo, chunk), whole, atol=1e-5), chunk

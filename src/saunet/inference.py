@@ -82,22 +82,23 @@ def predict_logits(model, image: np.ndarray, halo: int | None, chunk: int) -> np
     """Logits (1, K, D, H, W) of ``model`` for ``image`` (1, 1, D, H, W), in chunks of at most ``chunk`` slices.
 
     A model made of per-slice features and a decoder that looks at ``halo`` neighbouring slices
-    (``has_decoder``: SAU-Net) gets every slice's features computed once, chunk by chunk, and decoded chunk
-    by chunk; then the slices next to a chunk boundary, which missed a neighbour, are decoded again from the
-    features on both sides. Recomputing the Dense U-Net for every chunk's neighbour slices had cost 20 %, and
-    gathering all features into one array costs a fresh process a copy of ~100 MB.
+    (``has_decoder``: SAU-Net) gets every slice's features and logits computed once, chunk by chunk; then the
+    slices next to a chunk boundary, which missed a neighbour, are decoded again from the features on both
+    sides. Recomputing the Dense U-Net for every chunk's neighbour slices had cost 20 %, and gathering all
+    features into one array costs a fresh process a copy of ~100 MB.
     """
     depth = image.shape[2]
     if not getattr(model, "has_decoder", False) or not halo or chunk <= 0 or depth <= chunk:
         return forward_in_chunks(model, image, halo, chunk)
     bounds = chunk_bounds(depth, chunk)
-    features = [model.features(np.ascontiguousarray(image[:, :, a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+    chunks = [model.features_and_logits(np.ascontiguousarray(image[:, :, a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+    features = [part_features for part_features, _ in chunks]
+    logits = np.concatenate([part_logits for _, part_logits in chunks], axis=2)
 
     def features_of(first: int, stop: int) -> np.ndarray:  # slices first..stop-1, from the chunks that hold them
         return np.concatenate([part[:, max(first, a) - a : min(stop, b) - a]
                                for part, a, b in zip(features, bounds[:-1], bounds[1:]) if a < stop and first < b], axis=1)
 
-    logits = np.concatenate([model.decode(part) for part in features], axis=2)
     for boundary in bounds[1:-1]:
         low, high = max(boundary - halo, 0), min(boundary + halo, depth)
         first, stop = max(low - halo, 0), min(high + halo, depth)
@@ -115,7 +116,7 @@ class OnnxModel:
     """An exported model run with ONNX Runtime: (1, 1, D, H, W) float32 array -> logits (1, K, D, H, W).
 
     Exports of models with a decoder (saunet.export.FeaturesAndDecoder) have ``has_decoder`` and also give
-    ``features`` and ``decode``.
+    ``features``, ``decode`` and ``features_and_logits``.
     ``checkpoint`` holds what inference needs, from the file's metadata (None if saunet did not export it).
     """
 
@@ -130,6 +131,8 @@ class OnnxModel:
         self.checkpoint = json.loads(meta["saunet_checkpoint"]) if "saunet_checkpoint" in meta else None
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         self.has_decoder = "features" in inputs
+        # Exports before image_logits existed give the chunk's logits by a second call.
+        self._image_logits = "image_logits" in {o.name for o in self.session.get_outputs()}
         if self.has_decoder:
             # ONNX Runtime wants every input, even for an output that does not use it: a one-voxel stand-in.
             self._no_image = np.zeros((1, 1, 1, 1, 1), np.float32)
@@ -137,12 +140,20 @@ class OnnxModel:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.has_decoder:
-            return self.decode(self.features(x))
+            return self.features_and_logits(x)[1]
         return self.session.run(["logits"], {"image": x})[0]
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """(1, 1, D, H, W) -> every slice's features (1, D, F, H, W)."""
         return self.session.run(["image_features"], {"image": x, "features": self._no_features})[0]
+
+    def features_and_logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(1, 1, D, H, W) -> features (1, D, F, H, W) and logits (1, K, D, H, W) of these D slices alone."""
+        if not self._image_logits:
+            features = self.features(x)
+            return features, self.decode(features)
+        features, logits = self.session.run(["image_features", "image_logits"], {"image": x, "features": self._no_features})
+        return features, logits
 
     def decode(self, features: np.ndarray) -> np.ndarray:
         """Every slice's features (1, D, F, H, W) -> logits (1, K, D, H, W)."""
@@ -151,8 +162,8 @@ class OnnxModel:
 
 class TorchModel:
     """A PyTorch module run on numpy arrays: (1, 1, D, H, W) float32 -> logits (1, K, D, H, W); modules
-    with a ``decode`` (dense-unet, sau-net) have ``has_decoder`` and give ``features`` and ``decode``, as
-    :class:`OnnxModel`."""
+    with a ``decode`` (dense-unet, sau-net) have ``has_decoder`` and give ``features``, ``decode`` and
+    ``features_and_logits``, as :class:`OnnxModel`."""
 
     def __init__(self, module, device: str = "cpu", bf16: bool = False, checkpoint: dict | None = None):
         self.module, self.device, self.bf16, self.checkpoint = module, device, bf16, checkpoint
@@ -184,6 +195,10 @@ class TorchModel:
 
     def decode(self, features: np.ndarray) -> np.ndarray:
         return self._run(self.module.decode, features)
+
+    def features_and_logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self.features(x)
+        return features, self.decode(features)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
