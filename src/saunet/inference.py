@@ -139,8 +139,10 @@ class OnnxModel:
             self._no_features = np.zeros((1, 1, inputs["features"][2], 1, 1), np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.has_decoder and self._image_logits:  # the features stay inside ONNX Runtime
+            return self.session.run(["image_logits"], {"image": x, "features": self._no_features})[0]
         if self.has_decoder:
-            return self.features_and_logits(x)[1]
+            return self.decode(self.features(x))
         return self.session.run(["logits"], {"image": x})[0]
 
     def features(self, x: np.ndarray) -> np.ndarray:
