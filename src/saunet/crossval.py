@@ -66,8 +66,10 @@ class CVResult:
 
 
 def fold_finished(run_dir: Path, epochs: int) -> bool:
-    if saved_evaluation(run_dir, epochs) is not None:
-        return True
+    return saved_evaluation(run_dir, epochs) is not None or training_finished(run_dir, epochs)
+
+
+def training_finished(run_dir: Path, epochs: int) -> bool:
     last = run_dir / "checkpoint_last.pt"
     return last.exists() and load_checkpoint(last)["epoch"] >= epochs
 
@@ -148,7 +150,7 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
             run_dir = out / model / f"fold_{split['fold']}"
             saved = saved_evaluation(run_dir, config.epochs)
             if saved is None:
-                if not fold_finished(run_dir, config.epochs):
+                if not training_finished(run_dir, config.epochs):
                     continue
                 # Counted here rather than read from the checkpoint: folds trained before checkpoints stored it
                 # get the same post-processing.
