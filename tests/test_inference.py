@@ -48,34 +48,78 @@ def test_chunked_inference_equals_whole_volume_inference(name):
 
 
 @pytest.mark.parametrize("name", ["sau-net", "unet2d"])
-def test_onnx_export_runs_features_and_decoder_apart(name, tmp_path):
+def test_onnx_export_gives_chunks_and_their_boundary_terms(name, tmp_path):
     from saunet.export import export_module_onnx
 
     net = tiny_model(name)
-    onnx_model = OnnxModel(export_module_onnx(net, tmp_path / "model.onnx", split_decoder=name == "sau-net"))
-    assert onnx_model.has_decoder == (name == "sau-net")
+    onnx_model = OnnxModel(export_module_onnx(net, tmp_path / "model.onnx"))
+    assert onnx_model.has_boundary_terms == (name == "sau-net")
     image = np.random.default_rng(1).normal(size=(1, 1, 9, 33, 30)).astype(np.float32)
     whole = TorchModel(net)(image)
-    for chunk in (0, 3, 4):
+    for chunk in (0, 1, 3, 4):
         assert np.allclose(predict_logits(onnx_model, image, SLICE_HALO[name], chunk), whole, atol=1e-4)
 
 
-def test_sau_net_onnx_exports_without_image_logits_still_run(tmp_path):
-    import onnx
+class PreviousSauNetExport:
+    """SAU-Net as `saunet export` wrote it before the chunk graph: image -> image_features and image_logits,
+    features -> logits."""
 
-    from saunet.export import export_module_onnx
+    def __new__(cls, net):
+        import torch
 
+        class Graph(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, image, features):
+                image_features = self.net.slice_features(image)
+                return image_features, self.net.decode(image_features), self.net.decode(features)
+
+        return Graph()
+
+
+def export_previous_sau_net(net, path, outputs=("image_features", "image_logits", "logits")):
+    import warnings
+
+    import torch
+
+    axes = {2: "slices", 3: "height", 4: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(PreviousSauNetExport(net).eval(), (torch.zeros(1, 1, 5, 61, 67), torch.zeros(1, 5, 4, 61, 67)),
+                          str(path), dynamo=False, input_names=["image", "features"],
+                          output_names=["image_features", "image_logits", "logits"],
+                          dynamic_axes={"image": axes, "features": {1: "slices", 3: "height", 4: "width"},
+                                        "image_features": {1: "slices", 3: "height", 4: "width"},
+                                        "image_logits": axes, "logits": axes})
+    if len(outputs) < 3:
+        import onnx
+
+        proto = onnx.load(str(path))
+        kept = [o for o in proto.graph.output if o.name in outputs]
+        del proto.graph.output[:]
+        proto.graph.output.extend(kept)
+        onnx.save(proto, str(path))
+    return path
+
+
+def test_sau_net_onnx_exports_from_before_the_chunk_graph_still_run(tmp_path):
     net = tiny_model("sau-net")
-    path = export_module_onnx(net, tmp_path / "model.onnx", split_decoder=True)
-    proto = onnx.load(str(path))  # as exported before the image_logits output existed
-    outputs = [o for o in proto.graph.output if o.name != "image_logits"]
-    del proto.graph.output[:]
-    proto.graph.output.extend(outputs)
-    onnx.save(proto, str(path))
+    model = OnnxModel(export_previous_sau_net(net, tmp_path / "model.onnx"))
+    assert not model.has_boundary_terms
     image = np.random.default_rng(1).normal(size=(1, 1, 9, 33, 30)).astype(np.float32)
     whole = TorchModel(net)(image)
     for chunk in (0, 4):
-        assert np.allclose(predict_logits(OnnxModel(path), image, 1, chunk), whole, atol=1e-4)
+        assert np.allclose(predict_logits(model, image, 1, chunk), whole, atol=1e-4)
+
+
+def test_sau_net_onnx_exports_without_image_logits_ask_for_a_new_export(tmp_path):
+    from saunet.errors import InputError
+
+    path = export_previous_sau_net(tiny_model("sau-net"), tmp_path / "old.onnx", outputs=("image_features", "logits"))
+    with pytest.raises(InputError, match="export it again"):
+        OnnxModel(path)
 
 
 def test_small_components_are_removed_by_volume():
@@ -180,36 +224,31 @@ def test_shipped_onnx_matches_the_shipped_checkpoint_on_every_real_scan(lumbar):
 
 
 class NeighbourSum:
-    """A fake model with a decoder: features are the slices themselves; output slice i is the sum of the
-    features of slices i-halo..i+halo (those that exist), so any edge slice decoded without its neighbours is wrong."""
-
-    has_decoder = True
+    """A fake model: features are the slices themselves; output slice i is the sum of the features of slices
+    i-halo..i+halo (those that exist), so any edge slice decoded without its neighbours is wrong. With halo 1
+    it gives boundary terms, as SAU-Net does."""
 
     def __init__(self, halo: int):
         self.halo = halo
-
-    def features(self, x):
-        return np.ascontiguousarray(np.moveaxis(x, 2, 1))  # (1, 1, D, H, W) -> (1, D, 1, H, W)
-
-    def decode(self, features):
-        volume = np.moveaxis(features, 1, 2)
-        out = np.zeros_like(volume)
-        for shift in range(-self.halo, self.halo + 1):
-            lo, hi = max(shift, 0), volume.shape[2] + min(shift, 0)
-            if hi > lo:
-                out[:, :, lo - shift : hi - shift] += volume[:, :, lo:hi]
-        return out
-
-    def features_and_logits(self, x):
-        features = self.features(x)
-        return features, self.decode(features)
+        self.has_boundary_terms = halo == 1
 
     def __call__(self, x):
-        return self.decode(self.features(x))
+        out = np.zeros_like(x)
+        for shift in range(-self.halo, self.halo + 1):
+            lo, hi = max(shift, 0), x.shape[2] + min(shift, 0)
+            if hi > lo:
+                out[:, :, lo - shift : hi - shift] += x[:, :, lo:hi]
+        return out
+
+    def edges_and_logits(self, x):
+        return np.moveaxis(x[:, :, [0, -1]], 2, 1), self(x)
+
+    def boundary_terms(self, edges):
+        return np.moveaxis(edges[:, ::-1], 1, 2)  # the slice before gets the slice after, and back
 
 
 @pytest.mark.parametrize("halo", [1, 2, 3])
-def test_chunks_with_a_decoder_equal_the_whole_volume_for_every_chunk_size(halo):
+def test_chunks_equal_the_whole_volume_for_every_chunk_size(halo):
     model = NeighbourSum(halo)
     image = np.random.default_rng(2).normal(size=(1, 1, 13, 3, 2)).astype(np.float32)
     whole = model(image)

@@ -45,7 +45,7 @@ def _inference_runner(model_name: str, shape: tuple[int, int, int], model_kwargs
     ``runtime`` "torch" runs eager PyTorch, "onnx" an ONNX Runtime session of the same weights; ``chunk`` > 0
     runs per-slice models on chunks of that many slices as ``saunet segment`` does (``predict_logits``).
     """
-    from saunet.inference import SLICE_HALO, OnnxModel, TorchModel, needs_split_decoder, predict_logits
+    from saunet.inference import SLICE_HALO, OnnxModel, TorchModel, predict_logits
 
     torch.manual_seed(0)
     model = create(model_name, **(model_kwargs or {})).eval()
@@ -54,7 +54,7 @@ def _inference_runner(model_name: str, shape: tuple[int, int, int], model_kwargs
         from saunet.export import export_module_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_module_onnx(model, Path(tmp) / "model.onnx", split_decoder=needs_split_decoder(model_name))
+            path = export_module_onnx(model, Path(tmp) / "model.onnx")
             runner = OnnxModel(path)
         del model
     else:

@@ -16,51 +16,48 @@ METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postpro
 
 def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
     """A checkpoint (None: the shipped model) to ONNX, with what inference needs in the file's metadata."""
-    from saunet.inference import DEFAULT_MODEL, needs_split_decoder
+    from saunet.inference import DEFAULT_MODEL
 
     checkpoint = load_checkpoint(checkpoint_path or DEFAULT_MODEL)
     return export_module_onnx(model_from_checkpoint(checkpoint), onnx_path,
-                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS if k in checkpoint})},
-                              split_decoder=needs_split_decoder(checkpoint["model"]))
+                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS if k in checkpoint})})
 
 
-class FeaturesAndDecoder(torch.nn.Module):
-    """A model made of per-slice features and a decoder, as one graph with two inputs and three outputs:
-    image (B, 1, D, H, W) -> image_features (B, D, F, H, W) and image_logits (B, K, D, H, W) of those D slices
-    alone; features (B, D, F, H, W) -> logits (B, K, D, H, W).
+class ChunkGraph(torch.nn.Module):
+    """A model whose slices look at their neighbours (sau-net), as one graph with two inputs and three outputs:
+    image (B, 1, D, H, W) -> image_logits (B, K, D, H, W) of those D slices alone and image_edges (B, 2, F, H, W),
+    the features of the first and last of them; edges (B, 2, F, H, W), the features of the two slices either
+    side of a boundary between chunks -> boundary_logits (B, K, 2, H, W), what those two slices' logits miss.
 
-    ONNX Runtime runs only what the outputs asked for need: a chunk of slices gives its features and its
-    logits in one call (one call is ~8 % faster than two: the features stay in the runtime's own layout), and
-    the slices at a chunk's edge are decoded again from ``features`` gathered from both sides.
+    ONNX Runtime runs only what the outputs asked for need: a whole volume asks for image_logits alone, a chunk
+    for image_logits and image_edges, so no slice's full features leave the runtime.
     """
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image_features = self.model.slice_features(image)
-        return image_features, self.model.decode(image_features), self.model.decode(features)
+    def forward(self, image: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image_edges, image_logits = self.model.edges_and_logits(image)
+        return image_logits, image_edges, self.model.boundary_terms(edges)
 
 
-def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[str, str] | None = None,
-                       split_decoder: bool = False) -> Path:
+def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Export with dynamic D, H and W; the file is written under a temporary name, then renamed.
 
-    With ``split_decoder`` (for a decoder that looks at neighbouring slices: sau-net) the model is exported as
-    :class:`FeaturesAndDecoder`, otherwise as image -> logits.
+    A model with ``boundary_terms`` (sau-net) is exported as :class:`ChunkGraph`, otherwise as image -> logits.
     """
     import onnx
 
     image = torch.zeros(1, 1, 5, 61, 67)  # odd sizes, so the padding is traced
     volume_axes = {2: "slices", 3: "height", 4: "width"}
-    if split_decoder:
-        slice_axes = {1: "slices", 3: "height", 4: "width"}
-        features = torch.zeros(1, 5, model.head.conv.in_channels, 61, 67)
-        module, example = FeaturesAndDecoder(model), (image, features)
-        names = {"input_names": ["image", "features"], "output_names": ["image_features", "image_logits", "logits"],
-                 "dynamic_axes": {"image": volume_axes, "features": slice_axes, "image_features": slice_axes,
-                                  "image_logits": volume_axes, "logits": volume_axes}}
+    if hasattr(model, "boundary_terms"):
+        edges = torch.zeros(1, 2, model.head.conv.in_channels, 61, 67)
+        module, example = ChunkGraph(model), (image, edges)
+        names = {"input_names": ["image", "edges"], "output_names": ["image_logits", "image_edges", "boundary_logits"],
+                 "dynamic_axes": {"image": volume_axes, "edges": {3: "height", 4: "width"},
+                                  "image_logits": volume_axes, "image_edges": {3: "height", 4: "width"},
+                                  "boundary_logits": {3: "height", 4: "width"}}}
     else:
         module, example = model, (image,)
         names = {"input_names": ["image"], "output_names": ["logits"],

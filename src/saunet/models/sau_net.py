@@ -32,10 +32,16 @@ class AttentionFusion(nn.Module):
     @staticmethod
     def _shift(masks: torch.Tensor, by: int) -> torch.Tensor:
         """Move every slice's mask one slice along D (by=+1: slice i gets slice i-1's, by=-1: slice i+1's);
-        the slice with no such neighbour gets a zero mask. Padding, not a branch on D, keeps ONNX exports valid."""
-        if by == 1:
-            return F.pad(masks, (0, 0, 0, 0, 0, 0, 1, 0))[:, :-1]
-        return F.pad(masks, (0, 0, 0, 0, 0, 0, 0, 1))[:, 1:]
+        the slice with no such neighbour gets a zero mask. One Pad with a negative end (a crop) rather than a
+        pad and a slice: one copy of the masks instead of two, and no branch on D, so ONNX exports stay valid."""
+        return F.pad(masks, (0, 0, 0, 0, 0, 0, by, -by))
+
+    def across_boundary(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """The fusion terms that two neighbouring slices give each other: F_before * M_(next)(after) for the
+        slice before and F_after * M_(previous)(before) for the slice after.
+        (B, 1, C, H, W) twice -> (B, 2, C, H, W)."""
+        return torch.cat([before * self._masks(self.mask_from_next, after),
+                          after * self._masks(self.mask_from_previous, before)], dim=1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         # Masks are computed once per slice and then shifted, rather than shifting the (larger) features:
@@ -60,3 +66,23 @@ class SAUNet(DenseUNet):
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
         """Every slice's features (B, D, F, H, W) -> logits (B, K, D, H, W), each slice fused with its neighbours."""
         return slices_to_volume(self.head(self.isa(feats)))
+
+    def edges_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A chunk of slices decoded on its own: (B, C, D, H, W) -> the features of its first and last slice
+        (B, 2, F, H, W) and its logits (B, K, D, H, W), in which the first and last slice miss their outside
+        neighbour (see :meth:`boundary_terms`)."""
+        feats = self.slice_features(x)
+        return torch.cat([feats[:, :1], feats[:, -1:]], dim=1), self.decode(feats)
+
+    def boundary_terms(self, edges: torch.Tensor) -> torch.Tensor:
+        """Features of the two slices either side of a boundary between chunks (B, 2, F, H, W) -> what the
+        logits of those two slices (B, K, 2, H, W) miss when each chunk is decoded on its own.
+
+        The fusion adds one term per neighbour and the head is linear, so the missing term, sent through the
+        head's weights without its bias, adds to those logits: chunked logits plus these equal the logits of
+        the whole volume, for the cost of two slices instead of decoding the boundary slices again.
+        """
+        terms = self.isa.across_boundary(edges[:, :1], edges[:, 1:])
+        b, d, f, h, w = terms.shape
+        logits = F.conv2d(terms.reshape(b * d, f, h, w), self.head.conv.weight)
+        return slices_to_volume(logits.reshape(b, d, -1, h, w))
