@@ -358,8 +358,8 @@ def benchmark_markdown(results: dict) -> str:
         "Inference: one forward pass (median of repeated runs after a warm-up) on a random volume of that shape at "
         "full resolution, each measurement in its own process; peak MB is that process's peak resident memory. "
         f"'ONNX' is the deployed path: ONNX Runtime, and the per-slice models run on chunks of {chunk} slices; "
-        "SAU-Net's Dense U-Net runs once per slice and its attention decoder on chunks with the neighbour on each "
-        "side, which gives exactly the whole-volume output; the 3D U-Net runs on the whole volume. "
+        "SAU-Net decodes each chunk on its own and then adds to the two slices either side of each chunk boundary "
+        "the attention terms they missed, which gives the whole-volume output; the 3D U-Net runs on the whole volume. "
         "'PyTorch' is eager PyTorch on the whole volume (lumbar size only). Training: one "
         "epoch of the default configuration (`TrainConfig`) on ../shared/data/lumbar-t2.\n",
         markdown_table(header, rows),

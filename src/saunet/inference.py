@@ -23,8 +23,8 @@ DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
 # shipped model about 2.5x faster than eager PyTorch on CPU with identical masks (reports/benchmark.md).
 DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 # Slices on each side that one output slice depends on (SAU-Net: its two neighbours, through the attention
-# fusion). A chunk of slices carries that many extra on each side, so chunked inference gives exactly the
-# whole-volume output with memory bounded by the chunk. unet3d sees the whole volume and is not chunked.
+# fusion). Chunked inference gives the whole-volume output with memory bounded by the chunk (predict_logits).
+# unet3d sees the whole volume and is not chunked.
 SLICE_HALO = {"sau-net": 1, "dense-unet": 0, "unet2d": 0}
 CHUNK_SLICES = 12
 MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
