@@ -378,4 +378,6 @@ def benchmark_markdown(results: dict) -> str:
         markdown_table(["path", "seconds per scan", "lowest Dice against float32 masks"],
                        [[name, f"{r['seconds']:.2f}", f"{r['min_dice_vs_float32']:.4f}"]
                         for name, r in results["pipeline_paths"].items()]),
+        "What each speed-up bought, measured when it was made, and what was tried and not kept: "
+        "[speed-ups.md](speed-ups.md).\n",
     ])
