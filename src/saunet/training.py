@@ -72,6 +72,14 @@ class PreparedCase:
     name: str
     image: np.ndarray  # float32 (D, H, W) on the network grid
     label: np.ndarray  # uint8 (D, H, W), classes 0..K
+    components: int = 0  # connected components of the foreground on the label's own grid
+
+
+def component_count(label: np.ndarray) -> int:
+    """Connected components of a label map's foreground."""
+    from saunet.inference import label_components
+
+    return int(label_components(label > 0).max())
 
 
 def typical_component_count(cases: list[Case], label_map: LabelMap) -> int:
@@ -79,10 +87,8 @@ def typical_component_count(cases: list[Case], label_map: LabelMap) -> int:
     bodies T11-L5 only); post-processing keeps that many of the largest predicted components, so a model does
     not add a body the data set's convention leaves out (a T10 partly in the field of view)."""
     from saunet.imageio import read_volume
-    from saunet.inference import label_components
 
-    counts = [int(label_components(label_map.apply(read_volume(case.label).array) > 0).max()) for case in cases]
-    return int(np.median(counts))
+    return int(np.median([component_count(label_map.apply(read_volume(case.label).array)) for case in cases]))
 
 
 def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True) -> list[PreparedCase]:
@@ -92,10 +98,9 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         image, label = read_case(case)
         axis = sagittal_axis(image) if config.slice_axis is None else config.slice_axis
         grid = preprocessor.grid(image.array.shape, image.spacing, axis)
-        prepared.append(
-            PreparedCase(case.name, preprocessor.image(image.array, grid),
-                         preprocessor.label(config.label_map.apply(label.array), grid))
-        )
+        labels = config.label_map.apply(label.array)
+        prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
+                                     component_count(labels)))
     return prepared
 
 
@@ -263,7 +268,8 @@ def train(
     train_data = prepare_cases(train_cases, config, progress and rank == 0)
     val_data = prepare_cases(val_cases, config, progress and rank == 0)
     model_kwargs = full_arguments(config.model, out_channels=output_channels(config.label_map), **config.model_kwargs)
-    postprocessing = {"max_components": typical_component_count(train_cases, config.label_map)}
+    # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
+    postprocessing = {"max_components": int(np.median([case.components for case in train_data]))}
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = create(config.model, **model_kwargs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
