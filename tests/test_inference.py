@@ -122,6 +122,19 @@ def test_sau_net_onnx_exports_without_image_logits_ask_for_a_new_export(tmp_path
         OnnxModel(path)
 
 
+def test_sau_net_boundary_terms_hold_for_several_classes():
+    import torch
+
+    from saunet.models import create
+
+    torch.manual_seed(0)
+    model = TorchModel(create("sau-net", out_channels=3, features=(4, 8, 16), growth=4).eval())
+    image = np.random.default_rng(3).normal(size=(1, 1, 11, 24, 20)).astype(np.float32)
+    whole = model(image)
+    for chunk in (1, 2, 4, 5):
+        assert np.allclose(predict_logits(model, image, 1, chunk), whole, atol=1e-5), chunk
+
+
 def test_small_components_are_removed_by_volume():
     mask = np.zeros((10, 10, 10), bool)
     mask[:5, :5, :5] = True  # 125 voxels
