@@ -104,3 +104,24 @@ def test_info_command_lists_every_model():
     assert out.returncode == 0, out.stderr
     for name in MODELS:
         assert f"| {name} |" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["sau-net", "dense-unet"])
+def test_summed_dense_blocks_compute_the_same_function(name):
+    import copy
+
+    torch.manual_seed(0)
+    model = create(name, features=(4, 8, 16), growth=4)
+    for module in model.modules():  # batch norm statistics far from the identity, so folding them is tested
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    summed = copy.deepcopy(model)
+    summed.slice_features.net2d.sum_concatenations()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in summed.modules())
+    x = torch.randn(1, 1, 5, 29, 37)
+    with torch.no_grad():
+        assert torch.allclose(summed(x), model(x), atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -42,12 +43,27 @@ class ChunkGraph(torch.nn.Module):
         return image_logits, image_edges, self.model.boundary_terms(edges)
 
 
+def inference_form(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as exported: a Dense U-Net's blocks sum convolutions of their parts instead of concatenating
+    them (:meth:`DenseUNet2d.sum_concatenations`, batch norm folded); other models as they are."""
+    from saunet.models.dense_unet import DenseUNet2d
+
+    if not isinstance(getattr(getattr(model, "slice_features", None), "net2d", None), DenseUNet2d):
+        return model
+    model = copy.deepcopy(model).eval()
+    model.slice_features.net2d.sum_concatenations()
+    return model
+
+
 def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Export with dynamic D, H and W; the file is written under a temporary name, then renamed.
 
-    A model with ``boundary_terms`` (sau-net) is exported as :class:`ChunkGraph`, otherwise as image -> logits.
+    A model with ``boundary_terms`` (sau-net) is exported as :class:`ChunkGraph`, otherwise as image -> logits;
+    both in their :func:`inference_form`.
     """
     import onnx
+
+    model = inference_form(model)
 
     image = torch.zeros(1, 1, 5, 61, 67)  # odd sizes, so the padding is traced
     volume_axes = {2: "slices", 3: "height", 4: "width"}
