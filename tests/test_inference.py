@@ -60,23 +60,21 @@ def test_onnx_export_gives_chunks_and_their_boundary_terms(name, tmp_path):
         assert np.allclose(predict_logits(onnx_model, image, SLICE_HALO[name], chunk), whole, atol=1e-4)
 
 
-class PreviousSauNetExport:
+def previous_sau_net_graph(net):
     """SAU-Net as `saunet export` wrote it before the chunk graph: image -> image_features and image_logits,
     features -> logits."""
+    import torch
 
-    def __new__(cls, net):
-        import torch
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
 
-        class Graph(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.net = net
+        def forward(self, image, features):
+            image_features = self.net.slice_features(image)
+            return image_features, self.net.decode(image_features), self.net.decode(features)
 
-            def forward(self, image, features):
-                image_features = self.net.slice_features(image)
-                return image_features, self.net.decode(image_features), self.net.decode(features)
-
-        return Graph()
+    return Graph()
 
 
 def export_previous_sau_net(net, path, outputs=("image_features", "image_logits", "logits")):
@@ -87,7 +85,7 @@ def export_previous_sau_net(net, path, outputs=("image_features", "image_logits"
     axes = {2: "slices", 3: "height", 4: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(PreviousSauNetExport(net).eval(), (torch.zeros(1, 1, 5, 61, 67), torch.zeros(1, 5, 4, 61, 67)),
+        torch.onnx.export(previous_sau_net_graph(net).eval(), (torch.zeros(1, 1, 5, 61, 67), torch.zeros(1, 5, 4, 61, 67)),
                           str(path), dynamo=False, input_names=["image", "features"],
                           output_names=["image_features", "image_logits", "logits"],
                           dynamic_axes={"image": axes, "features": {1: "slices", 3: "height", 4: "width"},

@@ -44,10 +44,9 @@ class DenseConvs(nn.Module):
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``conv`` followed by ``bn`` in inference mode, as one convolution."""
+    """Weight and bias of a bias-free ``conv`` followed by ``bn`` in inference mode, as one convolution."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale + (conv.bias * scale if conv.bias is not None else 0)
-    return conv.weight * scale[:, None, None, None], bias
+    return conv.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
 
 
 class SplitConv(nn.Module):
