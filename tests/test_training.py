@@ -37,11 +37,65 @@ def test_sampled_stacks_hold_consecutive_slices():
 
 
 def test_losses_fall_for_a_perfect_prediction():
-    labels = torch.zeros(1, 1, 2, 8, 8, dtype=torch.uint8)
-    labels[..., 2:6, 2:6] = 1
-    good = (labels.float() * 2 - 1) * 10
+    target = torch.zeros(1, 1, 2, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    good = (target * 2 - 1) * 10
     for kind in ("bce", "dice-bce"):
-        assert segmentation_loss(good, labels, kind) < 0.01 < segmentation_loss(-good, labels, kind)
+        assert segmentation_loss(good, target, kind) < 0.01 < segmentation_loss(-good, target, kind)
+
+
+def test_multi_class_targets_give_the_class_index_cross_entropy():
+    index = torch.randint(0, 3, (2, 3, 5, 5))
+    target = torch.stack([index == 1, index == 2], 1).float()  # classes 1..K; background is what is left
+    logits = torch.randn(2, 3, 3, 5, 5)
+    expected = torch.nn.functional.cross_entropy(logits, index)
+    assert segmentation_loss(logits, target, "bce").item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_soft_targets_keep_what_nearest_labels_lose(lumbar):
+    """Area fractions of a real mask on the 1.875 mm grid give the mask back; a nearest-neighbour label does not."""
+    from saunet.evaluation import overlap_metrics
+    from saunet.imageio import read_volume, sagittal_axis
+    from saunet.preprocessing import PreprocessingSettings, Preprocessor
+    from saunet.training import class_fractions
+
+    label = read_volume(lumbar / "labelsTr" / "lumbar_02.nii.gz")
+    mask = (label.array > 0).astype(np.uint8)
+    pre = Preprocessor(PreprocessingSettings(in_plane_spacing=1.875))
+    grid = pre.grid(mask.shape, label.spacing, sagittal_axis(label))
+    fractions = class_fractions(mask, 1, grid, pre)
+    assert fractions.shape == (1, *grid.network_shape) and 0 <= fractions.min() and fractions.max() <= 1
+    assert 0 < ((fractions > 0) & (fractions < 1)).mean()
+    soft_back = pre.inverse(fractions, grid)[0] > 0.5
+    nearest_back = pre.inverse(pre.label(mask, grid)[None].astype(np.float32), grid)[0] > 0.5
+    soft_dice = overlap_metrics(soft_back, mask > 0)["dice"]
+    nearest_dice = overlap_metrics(nearest_back, mask > 0)["dice"]
+    print(f"round trip through the network grid, Dice: fractions {soft_dice:.4f}, nearest {nearest_dice:.4f}")
+    assert soft_dice > 0.99 > 0.97 > nearest_dice
+
+
+def test_soft_labels_sample_and_augment_fractions():
+    from saunet.training import PreparedCase
+
+    image = np.random.default_rng(0).normal(size=(5, 40, 40)).astype(np.float32)
+    fractions = np.clip(np.random.default_rng(1).normal(0.5, 0.3, size=(1, 5, 40, 40)), 0, 1).astype(np.float32)
+    case = PreparedCase("c", image, (fractions[0] > 0.5).astype(np.uint8), fractions=fractions)
+    config = TrainConfig(stack=5, patch=40, batch_size=2, soft_labels=True)
+    images, targets = sample_batch([case], config, np.random.default_rng(0))
+    assert torch.equal(targets[0], torch.from_numpy(fractions))  # whole case: the crop is everything
+    _, augmented = augment(images, targets, np.random.default_rng(1), soft=True)
+    assert augmented.shape == targets.shape and 0 <= augmented.min() and augmented.max() <= 1
+    assert len(torch.unique(augmented)) > 100  # resampled bilinearly, not to the nearest value
+
+
+@pytest.mark.parametrize("classes", [None, (1, 2)])
+def test_soft_labels_train_and_are_recorded(phantom_data, tmp_path, classes):
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32,
+                         loss="dice-bce", soft_labels=True, classes=classes)
+    summary = train(config, cases[:2], cases[2:3], tmp_path, progress=False)
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["config"]["soft_labels"] is True
 
 
 def test_same_seed_same_run(phantom_data, tmp_path):

@@ -23,6 +23,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower than float32 for training on CPU)")
     g.add_argument("--no-augment", action="store_true", help="turn augmentation off")
+    g.add_argument("--soft-labels", action="store_true",
+                   help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
     g.add_argument("--spacing", type=float, default=None,
                    help="in-plane spacing of the network grid in mm; 0 keeps the native grid (default 1.875)")
     g.add_argument("--classes", default=None,
@@ -49,7 +51,8 @@ def _training_config(args, model: str):
     return TrainConfig(
         model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
-        seed=args.seed, bf16=args.bf16, augment=not args.no_augment, in_plane_spacing=spacing,
+        seed=args.seed, bf16=args.bf16, augment=not args.no_augment, soft_labels=args.soft_labels,
+        in_plane_spacing=spacing,
         slice_axis=args.slice_axis,
         classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
     )

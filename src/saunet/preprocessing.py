@@ -121,8 +121,13 @@ class Preprocessor:
 
     def image(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Volume array -> normalised float32 slices on the network grid, (D, H', W')."""
-        slices = normalise_intensities(to_slice_first(array, grid.slice_axis), self.settings.clip_percentiles)
-        return resize_in_plane(slices, grid.network_shape[1:], "image")
+        slices = normalise_intensities(array, self.settings.clip_percentiles)
+        return self.image_like(slices, grid)
+
+    def image_like(self, array: np.ndarray, grid: Grid) -> np.ndarray:
+        """Any volume array -> float32 slices on the network grid, resampled as images are, without
+        normalising, (D, H', W')."""
+        return resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "image")
 
     def label(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""

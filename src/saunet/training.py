@@ -42,6 +42,10 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
     augment: bool = True
+    # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
+    # nearest-neighbour label: a nearest-resampled lumbar-t2 mask sent back to the native grid has Dice 0.963
+    # against the original, the area fractions 0.993.
+    soft_labels: bool = False
     in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
     slice_axis: int | None = None  # None: found from each image's orientation
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0
@@ -73,6 +77,14 @@ class PreparedCase:
     image: np.ndarray  # float32 (D, H, W) on the network grid
     label: np.ndarray  # uint8 (D, H, W), classes 0..K
     components: int = 0  # connected components of the foreground on the label's own grid
+    fractions: np.ndarray | None = None  # float32 (K, D, H, W): the share of each pixel classes 1..K cover
+
+
+def class_fractions(labels: np.ndarray, classes: int, grid, preprocessor: Preprocessor) -> np.ndarray:
+    """(K, D, H', W') share of each network-grid pixel that classes 1..K of ``labels`` (classes 0..K on the
+    native grid) cover, resampled as images are."""
+    onehot = np.stack([labels == k for k in range(1, classes + 1)]).astype(np.float32)
+    return np.stack([preprocessor.image_like(channel, grid) for channel in onehot])
 
 
 def component_count(label: np.ndarray) -> int:
@@ -99,8 +111,10 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         axis = sagittal_axis(image) if config.slice_axis is None else config.slice_axis
         grid = preprocessor.grid(image.array.shape, image.spacing, axis)
         labels = config.label_map.apply(label.array)
+        fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
+                     if config.soft_labels else None)
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
-                                     component_count(labels)))
+                                     component_count(labels), fractions))
     return prepared
 
 
@@ -110,8 +124,10 @@ def output_channels(label_map: LabelMap) -> int:
 
 
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
-    """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images and labels."""
-    images, labels = [], []
+    """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images and (B, K, S, P, P)
+    float targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``)."""
+    classes = config.label_map.out_channels
+    images, targets = [], []
     for _ in range(config.stacks_per_step):
         case = cases[rng.integers(len(cases))]
         d, h, w = case.image.shape
@@ -126,16 +142,21 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         y0 = int(np.clip(cy - config.patch // 2, 0, max(0, h - config.patch)))
         x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
         window = (slice(start, start + s), slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
-        image, label = case.image[window], case.label[window]
+        image = case.image[window]
+        if case.fractions is not None:
+            target = case.fractions[(slice(None), *window)]
+        else:
+            target = np.stack([case.label[window] == k for k in range(1, classes + 1)]).astype(np.float32)
         pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
-        labels.append(np.pad(label, pad))
-    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(labels))[:, None]
+        targets.append(np.pad(target, [(0, 0), *pad]))
+    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(targets))
 
 
-def augment(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator):
-    """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks: in-plane rotation (+-10 deg) and scale
-    (0.9-1.1), the same for every slice of a stack; left-right mirror (slice order); intensity scale/shift."""
+def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False):
+    """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P, P) targets: in-plane
+    rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack; left-right mirror (slice
+    order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1)."""
     b, _, s, p, _ = images.shape
     theta = np.zeros((b, 2, 3), dtype=np.float32)
     for i in range(b):
@@ -144,29 +165,28 @@ def augment(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
                            [math.sin(angle) / scale, math.cos(angle) / scale]]
     theta_t = torch.from_numpy(theta).repeat_interleave(s, dim=0)
     grid = F.affine_grid(theta_t, (b * s, 1, p, p), align_corners=False)
-    flat = lambda t: t.transpose(1, 2).reshape(b * s, 1, p, p).float()  # noqa: E731
-    unflat = lambda t: t.reshape(b, s, 1, p, p).transpose(1, 2)  # noqa: E731
+    flat = lambda t: t.transpose(1, 2).reshape(b * s, t.shape[1], p, p).float()  # noqa: E731
+    unflat = lambda t: t.reshape(b, s, t.shape[1], p, p).transpose(1, 2)  # noqa: E731
     images = unflat(F.grid_sample(flat(images), grid, mode="bilinear", padding_mode="border", align_corners=False))
-    labels = unflat(F.grid_sample(flat(labels), grid, mode="nearest", align_corners=False)).round().to(torch.uint8)
+    targets = unflat(F.grid_sample(flat(targets), grid, mode="bilinear" if soft else "nearest", align_corners=False))
     mirror = torch.from_numpy(rng.random(b) < 0.5)
     images[mirror] = images[mirror].flip(2)
-    labels[mirror] = labels[mirror].flip(2)
+    targets[mirror] = targets[mirror].flip(2)
     gain = torch.from_numpy(rng.uniform(0.85, 1.15, (b, 1, 1, 1, 1)).astype(np.float32))
     shift = torch.from_numpy(rng.uniform(-0.15, 0.15, (b, 1, 1, 1, 1)).astype(np.float32))
-    return images * gain + shift, labels
+    return images * gain + shift, targets
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """BCE (binary, one channel) or cross-entropy (K+1 channels), plus soft Dice for 'dice-bce'."""
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """BCE (binary, one channel) or cross-entropy (K+1 channels) against (B, K, ...) targets for classes 1..K
+    (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce'."""
     if logits.shape[1] == 1:
-        target = labels.float()
         loss = F.binary_cross_entropy_with_logits(logits, target)
         probs = torch.sigmoid(logits)
     else:
-        target = F.one_hot(labels[:, 0].long(), logits.shape[1]).movedim(-1, 1).float()
-        loss = F.cross_entropy(logits, labels[:, 0].long())
+        background = (1 - target.sum(1, keepdim=True)).clamp(min=0)
+        loss = F.cross_entropy(logits, torch.cat([background, target], 1))
         probs = torch.softmax(logits, 1)[:, 1:]
-        target = target[:, 1:]
     if kind == "dice-bce":
         dims = tuple(range(2, logits.ndim))
         dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
@@ -202,13 +222,13 @@ def dice_on_grid(probs: torch.Tensor, label: np.ndarray) -> float:
 def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
                   config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
     """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
-    images, labels = sample_batch(cases, config, rng)
+    images, targets = sample_batch(cases, config, rng)
     if config.augment:
-        images, labels = augment(images, labels, rng)
-    images, labels = images.to(device), labels.to(device)
+        images, targets = augment(images, targets, rng, config.soft_labels)
+    images, targets = images.to(device), targets.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
-    loss = segmentation_loss(logits.float(), labels, config.loss)
+    loss = segmentation_loss(logits.float(), targets, config.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
