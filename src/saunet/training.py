@@ -80,11 +80,15 @@ class PreparedCase:
     fractions: np.ndarray | None = None  # float32 (K, D, H, W): the share of each pixel classes 1..K cover
 
 
+def foreground_onehot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Labels 0..K -> float32 (K, *shape): one channel per class 1..K, background left implicit."""
+    return np.stack([labels == k for k in range(1, classes + 1)]).astype(np.float32)
+
+
 def class_fractions(labels: np.ndarray, classes: int, grid, preprocessor: Preprocessor) -> np.ndarray:
     """(K, D, H', W') share of each network-grid pixel that classes 1..K of ``labels`` (classes 0..K on the
     native grid) cover, resampled as images are."""
-    onehot = np.stack([labels == k for k in range(1, classes + 1)]).astype(np.float32)
-    return np.stack([preprocessor.image_like(channel, grid) for channel in onehot])
+    return np.stack([preprocessor.image_like(channel, grid) for channel in foreground_onehot(labels, classes)])
 
 
 def component_count(label: np.ndarray) -> int:
@@ -146,7 +150,7 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         if case.fractions is not None:
             target = case.fractions[(slice(None), *window)]
         else:
-            target = np.stack([case.label[window] == k for k in range(1, classes + 1)]).astype(np.float32)
+            target = foreground_onehot(case.label[window], classes)
         pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
         targets.append(np.pad(target, [(0, 0), *pad]))
