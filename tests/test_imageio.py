@@ -5,7 +5,8 @@ import torch
 from tests.helpers import write_image
 
 from saunet.errors import InputError
-from saunet.imageio import read_volume, sagittal_axis, same_geometry, write_like
+from saunet.imageio import read_volume, same_geometry, write_like
+from saunet.orientation import volume_layout
 from saunet.phantoms import make_phantom, phantom_volume
 from saunet.preprocessing import PreprocessingSettings, Preprocessor, resize_in_plane
 
@@ -16,9 +17,9 @@ def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):
     for image_path in sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:3]:
         label_path = lumbar / "labelsTr" / image_path.name.replace("_0000", "")
         image, label = read_volume(image_path), read_volume(label_path)
-        assert sagittal_axis(image) == 2  # nibabel's axis 0 is SimpleITK's last
+        assert volume_layout(image).slice_axis == 2  # nibabel's axis 0 is SimpleITK's last
         pre = Preprocessor(PreprocessingSettings(in_plane_spacing=None))
-        grid = pre.grid(image.array.shape, image.spacing, sagittal_axis(image))
+        grid = pre.grid(image.array.shape, image.spacing, volume_layout(image))
         assert grid.native_shape == (39, 305, 305) and grid.native_spacing[0] == pytest.approx(2.0)
         assert pre.image(image.array, grid).shape == (39, 305, 305)
         onehot = pre.label(label.array, grid)[None].astype(np.float32)
@@ -34,7 +35,7 @@ def test_real_scans_round_trip_with_identical_geometry(lumbar, tmp_path):
 def test_resampled_grid_inverts_to_the_original_shape(lumbar):
     image = read_volume(lumbar / "imagesTr" / "lumbar_02_0000.nii.gz")
     pre = Preprocessor(PreprocessingSettings(in_plane_spacing=2.5))
-    grid = pre.grid(image.array.shape, image.spacing, sagittal_axis(image))
+    grid = pre.grid(image.array.shape, image.spacing, volume_layout(image))
     assert grid.network_shape == (39, 152, 152)
     net = pre.image(image.array, grid)
     assert net.dtype == np.float32 and abs(net.mean()) < 0.02  # normalised before area resampling
@@ -74,14 +75,14 @@ def test_formats_round_trip_geometry(tmp_path, suffix):
     back = read_volume(path)
     assert same_geometry(back, volume) is None
     assert np.allclose(back.array, volume.array)
-    assert sagittal_axis(back) == 0
+    assert volume_layout(back).slice_axis == 0
 
 
 def test_slice_axis_stored_last_is_found(tmp_path):
     array = np.zeros((30, 32, 9), dtype=np.uint8)  # numpy axis 2 = ITK axis 0 runs left-right
     direction = (1, 0, 0, 0, 0, 1, 0, -1, 0)
     path = write_image(array, tmp_path / "a.nii.gz", spacing=(4.0, 1.0, 1.0), direction=direction)
-    assert sagittal_axis(read_volume(path)) == 2
+    assert volume_layout(read_volume(path)).slice_axis == 2
 
 
 def test_dicom_series_folder_is_read(tmp_path):

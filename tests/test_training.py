@@ -55,14 +55,15 @@ def test_multi_class_targets_give_the_class_index_cross_entropy():
 def test_soft_targets_keep_what_nearest_labels_lose(lumbar):
     """Area fractions of a real mask on the 1.875 mm grid give the mask back; a nearest-neighbour label does not."""
     from saunet.evaluation import overlap_metrics
-    from saunet.imageio import read_volume, sagittal_axis
+    from saunet.imageio import read_volume
+    from saunet.orientation import volume_layout
     from saunet.preprocessing import PreprocessingSettings, Preprocessor
     from saunet.training import class_fractions
 
     label = read_volume(lumbar / "labelsTr" / "lumbar_02.nii.gz")
     mask = (label.array > 0).astype(np.uint8)
     pre = Preprocessor(PreprocessingSettings(in_plane_spacing=1.875))
-    grid = pre.grid(mask.shape, label.spacing, sagittal_axis(label))
+    grid = pre.grid(mask.shape, label.spacing, volume_layout(label))
     fractions = class_fractions(mask, 1, grid, pre)
     assert fractions.shape == (1, *grid.network_shape) and 0 <= fractions.min() and fractions.max() <= 1
     assert 0 < ((fractions > 0) & (fractions < 1)).mean()

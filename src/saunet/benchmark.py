@@ -256,9 +256,11 @@ def paired_ratios(scan: Path, shape, rounds: int) -> dict:
 def cpu_paths(shape, repeats: int, bf16: bool) -> dict:
     """SAU-Net forward seconds and peak MB on the network grid of a lumbar scan (default in-plane spacing) per CPU path."""
     from saunet.inference import CHUNK_SLICES
+    from saunet.orientation import stored_layout
     from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
-    grid = Preprocessor(PreprocessingSettings()).grid(shape, (2.0, 1.25, 1.25), 0).network_shape  # lumbar-t2 spacing
+    lumbar_spacing = (2.0, 1.25, 1.25)
+    grid = Preprocessor(PreprocessingSettings()).grid(shape, lumbar_spacing, stored_layout(0)).network_shape
     paths = {
         "PyTorch float32": {},
         "PyTorch channels-last": {"channels_last": True},

@@ -104,6 +104,7 @@ def cmd_segment(args) -> None:
 
     from saunet.imageio import case_name, output_suffix, read_volume, write_like
     from saunet.inference import Segmenter
+    from saunet.orientation import OBLIQUE_WARNING_DEGREES
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
@@ -118,7 +119,10 @@ def cmd_segment(args) -> None:
     for path in tqdm(inputs, desc="segmenting", disable=None if several else True):
         volume = read_volume(path)
         target = out / f"{case_name(path)}{output_suffix(path)}" if several else out
-        result = segmenter.segment(volume, args.slice_axis)
+        result = segmenter.segment(volume, args.slice_axis, args.orientation)
+        if result.layout.obliquity > OBLIQUE_WARNING_DEGREES:
+            tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
+                       "the nearest anatomical axes without resampling, so less reliable", file=sys.stderr)
         labels = result.labels if args.levels or segmenter.label_map.classes is None else (result.labels > 0)
         write_like(labels.astype("uint8"), volume, target)
         if args.prob:
@@ -210,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
     p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")
-    p.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices")
+    p.add_argument("--orientation", default=None, metavar="CODE",
+                   help="the array layout, for headers without one: the direction each file axis (i, j, k, as NIfTI "
+                        "and ITK count them) runs towards, e.g. RPS (default: the header's direction matrix)")
+    p.add_argument("--slice-axis", type=int, default=None,
+                   help="numpy (SimpleITK) array axis of the sagittal slices, in-plane axes taken as stored; "
+                        "overrides the header's orientation")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--min-component-mm3", type=float, default=1000.0,
                    help="remove predicted islands smaller than this (default 1000 mm^3; 0 keeps all)")

@@ -5,8 +5,11 @@ Arrays are in SimpleITK's order: numpy axis a is ITK index axis (ndim - 1 - a).
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from saunet.errors import InputError
+from saunet.orientation import check_direction
+
+# ITK and VNL print warnings (oblique NIfTI, non-orthogonal q/sform...) straight to stderr; saunet checks the
+# headers itself and says what is wrong in one line.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
@@ -25,6 +33,9 @@ class Volume:
     array: np.ndarray
     reference: sitk.Image
     path: Path
+    # False when the file says nothing of orientation: a NIfTI with neither qform nor sform, or another format
+    # with an identity direction (what writers store when they have none).
+    oriented: bool = True
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -97,24 +108,54 @@ def read_volume(path: str | Path) -> Volume:
         raise InputError(path, f"image is {image.GetDimension()}D with size {image.GetSize()}; expected a 3D volume")
     if image.GetSize()[2] == 1 and image.GetSize()[0] > 1:
         raise InputError(path, f"image is a single 2D slice (size {image.GetSize()}); expected a 3D volume")
-    array = sitk.GetArrayFromImage(image)
     if image_suffix(path) in (".nii", ".nii.gz"):
-        _check_nifti_data(path)
+        oriented = _check_nifti(path)
+    else:
+        oriented = not np.allclose(np.array(image.GetDirection()), np.eye(3).ravel())
+    _check_geometry(image, path)
+    array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise InputError(path, f"image holds {int((~np.isfinite(array)).sum())} NaN or infinite values")
-    return Volume(array, image, path)
+    return Volume(array, image, path, oriented)
 
 
-def _check_nifti_data(path: Path) -> None:
-    """ITK's NIfTI reader accepts a truncated .nii.gz and turns NaN into 0: read the data once more with nibabel."""
+def _check_geometry(image: sitk.Image, path: Path) -> None:
+    """Refuse a grid no output could be trusted on: spacing not finite and positive, origin not finite,
+    direction not finite and orthonormal."""
+    spacing = np.array(image.GetSpacing())
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise InputError(path, f"voxel spacing {tuple(spacing.tolist())} is not finite and positive")
+    if not np.isfinite(image.GetOrigin()).all():
+        raise InputError(path, "origin holds NaN or infinite values")
+    check_direction(np.array(image.GetDirection()).reshape(3, 3), path)
+
+
+def _check_nifti(path: Path) -> bool:
+    """Refuse what ITK's NIfTI reader lets through: a damaged compressed stream (it checks no CRC), a truncated
+    file, NaN voxels (it turns them into 0), and pixdim or s/qform values it replaces by defaults (NaN spacing
+    comes back as 1 mm). Returns whether the header holds an orientation (a qform or sform code)."""
     import nibabel
 
     try:
-        data = np.asarray(nibabel.load(path).dataobj)
-    except Exception as err:  # noqa: BLE001 - EOFError, zlib.error, ValueError: all mean a broken file
-        raise InputError(path, f"truncated or corrupt image data ({type(err).__name__})") from None
+        raw = path.read_bytes()
+        if path.name.lower().endswith(".gz"):
+            raw = gzip.decompress(raw)  # reads to the end, so the CRC and length are checked
+        image_class = nibabel.Nifti2Image if raw[4:7] == b"n+2" else nibabel.Nifti1Image
+        header = image_class.header_class.from_fileobj(io.BytesIO(raw), check=False)  # as stored, not repaired
+        data = np.asarray(image_class.from_bytes(raw).dataobj)
+    except (OSError, EOFError, zlib.error, ValueError, nibabel.filebasedimages.ImageFileError) as err:
+        raise InputError(path, f"truncated or corrupt image data ({_first_line(err) or type(err).__name__})") from None
+    pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+    if not (np.isfinite(pixdim).all() and (pixdim > 0).all()):
+        raise InputError(path, f"voxel spacing (pixdim) {tuple(pixdim.tolist())} is not finite and positive")
+    if int(header["sform_code"]) > 0 and not np.isfinite(header.get_sform()).all():
+        raise InputError(path, "sform holds NaN or infinite values")
+    quaternion = [header[k] for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")]
+    if int(header["qform_code"]) > 0 and not np.isfinite(np.asarray(quaternion, dtype=np.float64)).all():
+        raise InputError(path, "qform holds NaN or infinite values")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise InputError(path, f"image holds {int((~np.isfinite(data)).sum())} NaN or infinite values")
+    return int(header["sform_code"]) > 0 or int(header["qform_code"]) > 0
 
 
 def same_geometry(a: Volume, b: Volume, tol: float = 1e-4) -> str | None:
@@ -127,12 +168,6 @@ def same_geometry(a: Volume, b: Volume, tol: float = 1e-4) -> str | None:
     if not np.allclose(a.direction, b.direction, atol=tol):
         return "direction differs"
     return None
-
-
-def sagittal_axis(volume: Volume) -> int:
-    """The numpy axis closest to the left-right world direction: the sagittal slice axis."""
-    left_right = np.abs(volume.direction[0])  # LPS x component of each ITK index axis
-    return volume.array.ndim - 1 - int(np.argmax(left_right))
 
 
 def write_like(array: np.ndarray, reference: Volume, path: str | Path) -> Path:

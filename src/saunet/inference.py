@@ -15,7 +15,8 @@ import SimpleITK as sitk
 
 from saunet.datasets import LabelMap
 from saunet.errors import InputError
-from saunet.imageio import Volume, sagittal_axis
+from saunet.imageio import Volume
+from saunet.orientation import Layout, volume_layout
 from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
@@ -97,6 +98,7 @@ def predict_logits(model, image: np.ndarray, halo: int | None, chunk: int) -> np
 class Segmentation:
     labels: np.ndarray  # uint8 on the input grid
     probabilities: np.ndarray  # float32 (K, *input shape), foreground classes
+    layout: Layout  # how the input's array was brought into the canonical layout
 
 
 class OnnxModel:
@@ -232,10 +234,12 @@ class Segmenter:
                                else info.get("postprocessing", {}).get("max_components", 0))
         self.chunk_slices = chunk_slices
 
-    def segment(self, volume: Volume, slice_axis: int | None = None) -> Segmentation:
-        axis = slice_axis if slice_axis is not None else (
-            self.slice_axis if self.slice_axis is not None else sagittal_axis(volume))
-        grid = self.preprocessor.grid(volume.array.shape, volume.spacing, axis)
+    def segment(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None) -> Segmentation:
+        """Label map and probabilities of ``volume`` on its own grid. The array layout comes from the header
+        (:mod:`saunet.orientation`), or from ``orientation`` (a code such as 'RPS' for a header without one), or
+        ``slice_axis`` (slices on that numpy axis, in-plane axes as stored)."""
+        layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
+        grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         image = self.preprocessor.image(volume.array, grid)[None, None]
         logits = predict_logits(self.model, image, SLICE_HALO.get(self.model_name), self.chunk_slices)[0]
         if logits.shape[0] == 1:
@@ -250,4 +254,4 @@ class Segmenter:
             probs = probs[1:]
             if self.label_map.classes is not None:  # back to the data set's own label values
                 labels = np.array([0, *self.label_map.classes], dtype=np.uint8)[labels]
-        return Segmentation(labels, probs.astype(np.float32))
+        return Segmentation(labels, probs.astype(np.float32), layout)

@@ -1,8 +1,8 @@
-"""The invertible preprocessing: slice-first, in-plane resampling, intensity normalisation.
+"""The invertible preprocessing: canonical layout, in-plane resampling, intensity normalisation.
 
-``Preprocessor.forward`` maps a volume to the network's grid (D, H', W'); ``Preprocessor.inverse`` maps a
-map on that grid back onto the volume's own grid. Slices are never resampled across: the method works on
-the native sagittal slices.
+``Preprocessor.image`` maps a volume to the network's grid (D, H', W') in the canonical layout
+(:mod:`saunet.orientation`); ``Preprocessor.inverse`` maps a map on that grid back onto the volume's own
+grid and array layout. Slices are never resampled across: the method works on the native sagittal slices.
 
 Resampling is separable and linear, so each axis is one small matrix; the matrices reproduce PyTorch's
 ``interpolate`` modes (area, bilinear without corner alignment, nearest-exact) and keep the inference path
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from saunet.orientation import Layout
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,12 @@ class PreprocessingSettings:
 
 @dataclass(frozen=True)
 class Grid:
-    """How one volume was mapped: its slice axis, native shape and spacing (slice-first), and the network's shape."""
+    """How one volume was mapped: its layout, native shape and spacing (canonical order), and the network's shape."""
 
-    slice_axis: int
+    layout: Layout
     native_shape: tuple[int, int, int]
     native_spacing: tuple[float, float, float]
     network_shape: tuple[int, int, int]
-
-
-def to_slice_first(array: np.ndarray, slice_axis: int) -> np.ndarray:
-    return np.moveaxis(array, slice_axis, 0)
-
-
-def from_slice_first(array: np.ndarray, slice_axis: int) -> np.ndarray:
-    return np.moveaxis(array, 0, slice_axis)
 
 
 def normalise_intensities(slices: np.ndarray, clip_percentiles: tuple[float, float]) -> np.ndarray:
@@ -106,10 +100,9 @@ class Preprocessor:
     def __init__(self, settings: PreprocessingSettings):
         self.settings = settings
 
-    def grid(self, shape: tuple[int, ...], spacing: tuple[float, ...], slice_axis: int) -> Grid:
-        order = [slice_axis] + [a for a in range(3) if a != slice_axis]  # the axes of to_slice_first
-        native_shape = tuple(int(shape[a]) for a in order)
-        native_spacing = tuple(float(spacing[a]) for a in order)
+    def grid(self, shape: tuple[int, ...], spacing: tuple[float, ...], layout: Layout) -> Grid:
+        native_shape = tuple(int(shape[a]) for a in layout.axes)
+        native_spacing = layout.spacing(spacing)
         target = self.settings.in_plane_spacing
         if target is None:
             network_shape = native_shape
@@ -117,7 +110,7 @@ class Preprocessor:
             network_shape = (native_shape[0],) + tuple(
                 max(1, round(n * s / target)) for n, s in zip(native_shape[1:], native_spacing[1:])
             )
-        return Grid(slice_axis, native_shape, native_spacing, network_shape)
+        return Grid(layout, native_shape, native_spacing, network_shape)
 
     def image(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Volume array -> normalised float32 slices on the network grid, (D, H', W')."""
@@ -127,13 +120,13 @@ class Preprocessor:
     def image_like(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Any volume array -> float32 slices on the network grid, resampled as images are, without
         normalising, (D, H', W')."""
-        return resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "image")
+        return resize_in_plane(grid.layout.to_canonical(array), grid.network_shape[1:], "image")
 
     def label(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""
-        return resize_in_plane(to_slice_first(array, grid.slice_axis), grid.network_shape[1:], "nearest")
+        return resize_in_plane(grid.layout.to_canonical(array), grid.network_shape[1:], "nearest")
 
     def inverse(self, maps: np.ndarray, grid: Grid) -> np.ndarray:
-        """Maps on the network grid (K, D, H', W') -> (K, *original shape), bilinear in-plane."""
+        """Maps on the network grid (K, D, H', W') -> (K, *original shape) in the stored layout, bilinear in-plane."""
         native = resize_in_plane(maps, grid.native_shape[1:], "bilinear")
-        return np.moveaxis(native, 1, 1 + grid.slice_axis)
+        return np.ascontiguousarray(grid.layout.from_canonical(native))

@@ -93,19 +93,10 @@ def _save(fig, path: Path) -> Path:
 def sagittal_view(volume, array: np.ndarray) -> np.ndarray:
     """``array`` on ``volume``'s grid as (D, rows, cols) for display: sagittal slices first, superior at the
     top and anterior on the left, whatever the axis order and orientation of the file."""
-    from saunet.imageio import sagittal_axis
+    from saunet.orientation import volume_layout
 
-    axis = sagittal_axis(volume)
-    in_plane = [a for a in range(3) if a != axis]
-    world = {a: volume.direction[:, 2 - a] for a in in_plane}  # LPS direction of each numpy axis
-    vertical = max(in_plane, key=lambda a: abs(world[a][2]))
-    horizontal = next(a for a in in_plane if a != vertical)
-    view = np.transpose(array, (axis, vertical, horizontal))
-    if world[vertical][2] > 0:  # index runs towards superior: flip so superior is row 0
-        view = view[:, ::-1]
-    if world[horizontal][1] < 0:  # index runs towards anterior: flip so anterior is column 0
-        view = view[:, :, ::-1]
-    return np.ascontiguousarray(view)
+    canonical = volume_layout(volume).to_canonical(array)  # (slices, towards superior, towards posterior)
+    return np.ascontiguousarray(canonical[:, ::-1])
 
 
 def overlay_slices(reference: np.ndarray, prediction: np.ndarray | None, count: int = 3) -> list[int]:

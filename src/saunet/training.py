@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from saunet.datasets import Case, LabelMap, read_case
-from saunet.imageio import sagittal_axis
 from saunet.models import create, full_arguments
+from saunet.orientation import volume_layout
 from saunet.preprocessing import PreprocessingSettings, Preprocessor
 
 CHECKPOINT_FORMAT = 1
@@ -112,8 +112,7 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
     prepared = []
     for case in tqdm(cases, desc="loading", disable=None if progress else True, leave=False):
         image, label = read_case(case)
-        axis = sagittal_axis(image) if config.slice_axis is None else config.slice_axis
-        grid = preprocessor.grid(image.array.shape, image.spacing, axis)
+        grid = preprocessor.grid(image.array.shape, image.spacing, volume_layout(image, config.slice_axis))
         labels = config.label_map.apply(label.array)
         fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
                      if config.soft_labels else None)
