@@ -23,7 +23,7 @@ TINY = {"features": [4, 8, 16], "growth": 4}
 @pytest.fixture(scope="session")
 def phantom_data(tmp_path_factory) -> Path:
     """Six small phantoms in nnU-Net raw layout."""
-    from saunet.phantoms import write_cohort
+    from saunet.experiments.phantoms import write_cohort
 
     folder = tmp_path_factory.mktemp("phantoms")
     write_cohort(folder, 6, seed=10, shape=(7, 48, 48))

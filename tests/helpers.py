@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from saunet.phantoms import make_phantom, phantom_volume
+from saunet.experiments.phantoms import make_phantom, phantom_volume
 
 
 def write_image(array: np.ndarray, path: Path, spacing=(1.0, 1.0, 1.0), origin=None, direction=None) -> Path:

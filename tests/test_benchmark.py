@@ -2,7 +2,7 @@
 
 import pytest
 
-from saunet.benchmark import SHAPES, InferenceWorker, benchmark_markdown, measure_inference, paired_seconds
+from saunet.experiments.benchmark import SHAPES, InferenceWorker, benchmark_markdown, measure_inference, paired_seconds
 
 TINY = {"features": (4, 8, 16), "growth": 4}
 

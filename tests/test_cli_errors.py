@@ -118,3 +118,22 @@ def test_evaluate_refuses_geometry_mismatch(tmp_path):
     assert_clean_failure(result, pred, ["geometry"])
     assert "case1" in result.stderr and ref.exists()
     assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("folds", ["abc", "1", "-3", "2.5"])
+def test_cv_refuses_bad_fold_counts(tmp_path, folds):
+    result = run("cv", "--data", tmp_path, "--folds", folds, "--out", tmp_path / "cv")
+    assert_clean_failure(result, "--folds", ["folds"])
+    assert not (tmp_path / "cv").exists()
+
+
+def test_cv_refuses_unreadable_splits(tmp_path):
+    data = tmp_path / "data"
+    for i in range(3):
+        phantom_pair(data, f"imagesTr/case{i}_0000.nii.gz", f"labelsTr/case{i}.nii.gz", seed=i, shape=(5, 24, 24))
+    splits = tmp_path / "cv" / "splits.json"
+    splits.parent.mkdir()
+    for content in ("{not json", '{"folds": [{"test": ["nobody"], "train": [], "val": []}]}', '{"no": 1}'):
+        splits.write_text(content, encoding="utf-8")
+        result = run("cv", "--data", data, "--folds", 2, "--out", tmp_path / "cv", "--epochs", 1)
+        assert_clean_failure(result, splits, ["splits"])

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from tests.helpers import phantom_pair
 
-from saunet.datasets import LabelMap, check_dataset, detect_layout, list_cases, read_case
+from saunet.datasets import check_dataset, detect_layout, list_cases, read_case
 from saunet.errors import InputError
-from saunet.phantoms import make_phantom, write_cohort
+from saunet.experiments.phantoms import make_phantom, write_cohort
+from saunet.labels import LabelMap
 
 
 def test_nnunet_layout_of_the_real_data(lumbar):

@@ -5,9 +5,9 @@ import torch
 from tests.helpers import write_image
 
 from saunet.errors import InputError
+from saunet.experiments.phantoms import make_phantom, phantom_volume
 from saunet.imageio import read_volume, same_geometry, write_like
 from saunet.orientation import volume_layout
-from saunet.phantoms import make_phantom, phantom_volume
 from saunet.preprocessing import PreprocessingSettings, Preprocessor, resize_in_plane
 
 

@@ -6,19 +6,18 @@ import numpy as np
 import pytest
 
 from saunet.evaluation import overlap_metrics
+from saunet.experiments.phantoms import make_phantom, phantom_volume
 from saunet.imageio import read_volume
 from saunet.inference import (
     DEFAULT_MODEL,
     DEFAULT_ONNX,
-    SLICE_HALO,
     OnnxModel,
     Segmenter,
     TorchModel,
-    clean_mask,
     forward_in_chunks,
     predict_logits,
 )
-from saunet.phantoms import make_phantom, phantom_volume
+from saunet.postprocessing import clean_mask
 
 
 def saunet(*args):
@@ -40,9 +39,10 @@ def test_chunked_inference_equals_whole_volume_inference(name):
     model = TorchModel(tiny_model(name))
     image = np.random.default_rng(0).normal(size=(1, 1, 11, 24, 20)).astype(np.float32)
     whole = model(image)
-    assert np.allclose(predict_logits(model, image, SLICE_HALO[name], chunk=4), whole, atol=1e-5)
-    assert np.allclose(forward_in_chunks(model, image, SLICE_HALO[name], chunk=4), whole, atol=1e-5)
-    if SLICE_HALO[name]:  # without its halo a chunk's edge slice misses a neighbour
+    assert model.slice_halo == {"sau-net": 1}.get(name, 0)
+    assert np.allclose(predict_logits(model, image, model.slice_halo, chunk=4), whole, atol=1e-5)
+    assert np.allclose(forward_in_chunks(model, image, model.slice_halo, chunk=4), whole, atol=1e-5)
+    if model.slice_halo:  # without its halo a chunk's edge slice misses a neighbour
         assert not np.allclose(forward_in_chunks(model, image, 0, chunk=4), whole, atol=1e-5)
         assert not np.allclose(predict_logits(model, image, 0, chunk=4), whole, atol=1e-5)
 
@@ -54,10 +54,11 @@ def test_onnx_export_gives_chunks_and_their_boundary_terms(name, tmp_path):
     net = tiny_model(name)
     onnx_model = OnnxModel(export_module_onnx(net, tmp_path / "model.onnx"))
     assert onnx_model.has_boundary_terms == (name == "sau-net")
+    assert onnx_model.slice_halo == net.slice_halo  # exported in the file's metadata
     image = np.random.default_rng(1).normal(size=(1, 1, 9, 33, 30)).astype(np.float32)
     whole = TorchModel(net)(image)
     for chunk in (0, 1, 3, 4):
-        assert np.allclose(predict_logits(onnx_model, image, SLICE_HALO[name], chunk), whole, atol=1e-4)
+        assert np.allclose(predict_logits(onnx_model, image, onnx_model.slice_halo, chunk), whole, atol=1e-4)
 
 
 def previous_sau_net_graph(net):
@@ -158,8 +159,9 @@ def test_segment_keeps_the_geometry_of_real_scans(lumbar, tmp_path, tiny_checkpo
     scans = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:2]
     result = saunet("segment", *scans, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--prob")
     assert result.returncode == 0, result.stderr
+    assert not list((tmp_path / "out").glob("*_0000*"))  # named as nnU-Net names predictions: by case
     for scan in scans:
-        name = scan.name.replace(".nii.gz", "")
+        name = scan.name.replace("_0000.nii.gz", "")
         original, written = nibabel.load(scan), nibabel.load(tmp_path / "out" / f"{name}.nii.gz")
         assert written.shape == original.shape
         assert np.allclose(written.affine, original.affine, atol=1e-4)

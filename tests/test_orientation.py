@@ -199,3 +199,31 @@ def test_lying_header_ends_in_one_line_and_writes_nothing(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 2 and not out.exists()
     assert run.stderr.count("\n") == 1 and str(path) in run.stderr and "spacing" in run.stderr
+
+
+@pytest.mark.parametrize("slice_mm,in_plane_mm", [(1.0, 0.5), (2.0, 1.25), (4.4, 0.9)])
+def test_chain_at_clinical_slice_spacings(tmp_path, tiny_checkpoint, slice_mm, in_plane_mm):
+    """Thin and thick stacks: every native slice reaches the network at the model's in-plane spacing (never
+    resampled across), and the label map comes back on the input's grid, relaid in a water-fat-like layout."""
+    from saunet.experiments.phantoms import make_phantom, phantom_volume
+    from saunet.imageio import same_geometry, write_like
+    from saunet.inference import Segmenter
+
+    slices = int(round(44 / slice_mm))
+    size = int(round(200 / in_plane_mm))
+    phantom = make_phantom(3, shape=(slices, size, size), spacing=(slice_mm, in_plane_mm, in_plane_mm))
+    volume = phantom_volume(phantom, tmp_path / "scan.nii.gz")
+    path = tmp_path / "relaid.nii.gz"
+    sitk.WriteImage(relaid(volume.reference, (0, 2, 1), (False, True, False)), str(path))
+    relaid_volume = read_volume(path)
+    segmenter = Segmenter(tiny_checkpoint)
+    layout = volume_layout(relaid_volume)
+    grid = segmenter.preprocessor.grid(relaid_volume.array.shape, relaid_volume.spacing, layout)
+    assert grid.native_shape[0] == slices and grid.native_spacing[0] == pytest.approx(slice_mm)
+    target = segmenter.preprocessor.settings.in_plane_spacing
+    assert grid.network_shape[1] == round(size * in_plane_mm / target)
+    result = segmenter.segment(relaid_volume)
+    out = read_volume(write_like(result.labels, relaid_volume, tmp_path / "mask.nii.gz"))
+    assert same_geometry(out, relaid_volume) is None
+    assert np.array_equal(layout.to_canonical(out.array), volume_layout(volume).to_canonical(
+        segmenter.segment(volume).labels))

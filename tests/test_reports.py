@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from saunet.reports import metrics_table, overlay_figure, paired_table, sagittal_view
+from saunet.experiments.reports import metrics_table, overlay_figure, paired_table, sagittal_view
 
 
 def test_metrics_table_shows_mean_and_std_in_percent():
@@ -26,7 +26,8 @@ def test_paired_table_compares_the_cases_both_models_have():
 
 
 def test_cv_report_of_unfinished_folds_compares_on_common_cases(tmp_path):
-    from saunet.crossval import CVResult, write_cv_report
+    from saunet.crossval import CVResult
+    from saunet.experiments.cv_report import write_cv_report
     from saunet.training import TrainConfig
 
     def row(model, fold, case, dice, hd):
@@ -58,7 +59,7 @@ def test_overlay_colours_errors(tmp_path):
 
 
 def test_sagittal_view_puts_superior_up(tmp_path):
-    from saunet.phantoms import make_phantom, phantom_volume
+    from saunet.experiments.phantoms import make_phantom, phantom_volume
 
     phantom = make_phantom(0, shape=(7, 48, 48))
     view = sagittal_view(phantom_volume(phantom, tmp_path / "p"), phantom.label)
@@ -158,7 +159,7 @@ def test_saved_fold_evaluation_reads_back_infinite_distances(tmp_path):
 
 
 def test_overlay_shows_the_slice_of_a_distant_false_positive():
-    from saunet.reports import overlay_slices
+    from saunet.experiments.reports import overlay_slices
 
     reference = np.zeros((10, 20, 20), np.uint8)
     reference[4:7, 5:15, 5:15] = 1
@@ -171,7 +172,7 @@ def test_overlay_shows_the_slice_of_a_distant_false_positive():
 
 
 def test_overlay_of_a_perfect_prediction_shows_the_largest_slices():
-    from saunet.reports import overlay_slices
+    from saunet.experiments.reports import overlay_slices
 
     reference = np.zeros((10, 20, 20), np.uint8)
     reference[3:8, 5:15, 5:15] = 1  # 100 voxels per slice

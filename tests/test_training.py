@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from saunet.checkpoints import Checkpoint
 from saunet.datasets import list_cases
-from saunet.training import TrainConfig, augment, load_checkpoint, sample_batch, segmentation_loss, train
+from saunet.training import TrainConfig, augment, sample_batch, segmentation_loss, train
 
 TRAIN = ["train", "--model", "sau-net", "--width", "4,8,16", "--patch", "32", "--steps-per-epoch", "4",
          "--lr", "0.01", "--loss", "dice-bce"]
@@ -96,7 +97,7 @@ def test_soft_labels_train_and_are_recorded(phantom_data, tmp_path, classes):
                          loss="dice-bce", soft_labels=True, classes=classes)
     summary = train(config, cases[:2], cases[2:3], tmp_path, progress=False)
     assert np.isfinite(summary["history"][0]["train_loss"])
-    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["config"]["soft_labels"] is True
+    assert Checkpoint.load(tmp_path / "checkpoint_last.pt").config["soft_labels"] is True
 
 
 def test_same_seed_same_run(phantom_data, tmp_path):
@@ -104,8 +105,8 @@ def test_same_seed_same_run(phantom_data, tmp_path):
     config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32)
     for run in ("a", "b"):
         train(config, cases[:4], cases[4:5], tmp_path / run, progress=False)
-    a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["state_dict"]
-    b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["state_dict"]
+    a = Checkpoint.load(tmp_path / "a" / "checkpoint_last.pt").state_dict
+    b = Checkpoint.load(tmp_path / "b" / "checkpoint_last.pt").state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -115,33 +116,33 @@ def test_kill_9_then_resume_loses_at_most_one_epoch(phantom_data, tmp_path):
     last = run / "checkpoint_last.pt"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if last.exists() and load_checkpoint(last)["epoch"] >= 2:
+        if last.exists() and Checkpoint.load(last).epoch >= 2:
             break
         time.sleep(0.2)
     assert process.poll() is None, "training ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    killed_at = load_checkpoint(last)["epoch"]  # a checkpoint written atomically is always readable
+    killed_at = Checkpoint.load(last).epoch  # a checkpoint written atomically is always readable
     assert 2 <= killed_at < 8
 
     resumed = saunet(*TRAIN, "--data", phantom_data, "--out", run, "--epochs", 8, "--resume")
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
-    final = load_checkpoint(last)
-    assert final["epoch"] == 8
-    assert [h["epoch"] for h in final["history"]] == list(range(1, 9))
+    final = Checkpoint.load(last)
+    assert final.epoch == 8
+    assert [h["epoch"] for h in final.history] == list(range(1, 9))
     assert f"epoch {killed_at + 1}/8" in output and f"epoch {killed_at}/8" not in output
 
     # Epochs draw from per-epoch seeds, so the interrupted run ends where an uninterrupted one does.
     straight = saunet(*TRAIN, "--data", phantom_data, "--out", tmp_path / "straight", "--epochs", 8)
     straight.communicate(timeout=600)
-    reference = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")["state_dict"]
-    assert all(torch.allclose(final["state_dict"][k].float(), reference[k].float(), atol=1e-5) for k in reference)
+    reference = Checkpoint.load(tmp_path / "straight" / "checkpoint_last.pt").state_dict
+    assert all(torch.allclose(final.state_dict[k].float(), reference[k].float(), atol=1e-5) for k in reference)
 
 
 def test_two_gloo_processes_hold_identical_weights(phantom_data, tmp_path):
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAUNET_WEIGHT_FINGERPRINT": "1"}
     process = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "saunet.cli",
          *TRAIN, "--data", phantom_data, "--out", run, "--epochs", "2"],
@@ -149,12 +150,12 @@ def test_two_gloo_processes_hold_identical_weights(phantom_data, tmp_path):
     assert process.returncode == 0, process.stdout + process.stderr
     ranks = [(run / f"rank{r}_weights.txt").read_text(encoding="utf-8") for r in (0, 1)]
     assert ranks[0] == ranks[1]
-    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
+    assert Checkpoint.load(run / "checkpoint_last.pt").epoch == 2
 
 
 def test_checkpoint_holds_what_inference_needs(tiny_checkpoint, phantom_data):
     from saunet.imageio import read_volume
-    from saunet.inference import label_components
+    from saunet.postprocessing import label_components
 
     checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
     for key in ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "state_dict"):
@@ -172,4 +173,4 @@ def test_every_model_trains_one_step(phantom_data, tmp_path, model):
     config = TrainConfig(model=model, model_kwargs=small.get(model, {"features": [4, 8, 16], "growth": 4}),
                          epochs=1, steps_per_epoch=1, patch=32, batch_size=1)
     train(config, cases[:2], cases[2:3], tmp_path, progress=False)
-    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["model"] == model
+    assert Checkpoint.load(tmp_path / "checkpoint_best.pt").model == model

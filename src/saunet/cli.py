@@ -7,26 +7,34 @@ import shlex
 import sys
 from pathlib import Path
 
+from saunet.config import LOSSES, TrainConfig
 from saunet.errors import InputError
+from saunet.postprocessing import PostprocessingSettings
+
+DEFAULTS = TrainConfig()
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    g.add_argument("--steps-per-epoch", type=int, default=40, help="optimiser steps per epoch (default 40)")
-    g.add_argument("--batch-size", type=int, default=0, help="slice stacks per step (default: 4, or 1 patch for unet3d)")
-    g.add_argument("--stack", type=int, default=0,
+    g.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default %(default)s)")
+    g.add_argument("--steps-per-epoch", type=int, default=DEFAULTS.steps_per_epoch,
+                   help="optimiser steps per epoch (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help="slice stacks per step (default: 4, or 1 patch for unet3d)")
+    g.add_argument("--stack", type=int, default=DEFAULTS.stack,
                    help="consecutive slices per sample (default: 16 for unet3d, 3 otherwise)")
-    g.add_argument("--patch", type=int, default=160, help="in-plane crop in pixels on the network grid (default 160)")
-    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4, the paper's)")
-    g.add_argument("--loss", choices=("bce", "dice-bce"), default="bce", help="bce (the paper's) or dice-bce")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--patch", type=int, default=DEFAULTS.patch,
+                   help="in-plane crop in pixels on the network grid (default %(default)s)")
+    g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default %(default)s, the paper's)")
+    g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss, help="bce (the paper's) or dice-bce")
+    g.add_argument("--seed", type=int, default=DEFAULTS.seed)
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower than float32 for training on CPU)")
     g.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     g.add_argument("--soft-labels", action="store_true",
                    help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
     g.add_argument("--spacing", type=float, default=None,
-                   help="in-plane spacing of the network grid in mm; 0 keeps the native grid (default 1.875)")
+                   help=f"in-plane spacing of the network grid in mm; 0 keeps the native grid "
+                        f"(default {DEFAULTS.in_plane_spacing})")
     g.add_argument("--classes", default=None,
                    help="comma-separated label values to learn as classes (default: binary, any label > 0)")
     g.add_argument("--width", default=None,
@@ -43,9 +51,7 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _training_config(args, model: str):
-    from saunet.training import TrainConfig
-
+def _training_config(args, model: str) -> TrainConfig:
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
     return TrainConfig(
@@ -85,11 +91,12 @@ def cmd_train(args) -> None:
 
 
 def cmd_cv(args) -> None:
-    from saunet.crossval import run_cv, write_cv_report
+    from saunet.crossval import run_cv
+    from saunet.experiments.cv_report import write_cv_report
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     config = _training_config(args, models[0])
-    folds = args.folds if args.folds == "loo" else int(args.folds)
+    folds = _folds(args.folds)
     _set_threads(args.threads)
     result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed,
                     finished_only=args.finished_only, workers=args.workers)
@@ -99,10 +106,19 @@ def cmd_cv(args) -> None:
     print(f"report: {report}")
 
 
+def _folds(value: str) -> str | int:
+    """--folds: 'loo' or a whole number of at least 2."""
+    if value == "loo":
+        return value
+    if not value.isdigit() or int(value) < 2:
+        raise InputError("--folds", f"{value!r} is neither a number of folds (2 or more) nor loo")
+    return int(value)
+
+
 def cmd_segment(args) -> None:
     from tqdm import tqdm
 
-    from saunet.imageio import case_name, output_suffix, read_volume, write_like
+    from saunet.imageio import case_id, case_name, output_suffix, read_volume, write_like
     from saunet.inference import Segmenter
     from saunet.orientation import OBLIQUE_WARNING_DEGREES
 
@@ -118,7 +134,7 @@ def cmd_segment(args) -> None:
     several = len(inputs) > 1
     for path in tqdm(inputs, desc="segmenting", disable=None if several else True):
         volume = read_volume(path)
-        target = out / f"{case_name(path)}{output_suffix(path)}" if several else out
+        target = out / f"{case_id(path)}{output_suffix(path)}" if several else out
         result = segmenter.segment(volume, args.slice_axis, args.orientation)
         if result.layout.obliquity > OBLIQUE_WARNING_DEGREES:
             tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
@@ -136,7 +152,7 @@ def cmd_segment(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from saunet.evaluation import METRICS, evaluate_folders, summarise, write_csv, write_json
-    from saunet.reports import metrics_table, write_text
+    from saunet.experiments.reports import metrics_table, write_text
 
     rows = evaluate_folders(Path(args.pred), Path(args.ref))
     write_csv(rows, Path(args.csv), ["case", *METRICS])
@@ -151,7 +167,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_check_data(args) -> None:
     from saunet.datasets import check_dataset
-    from saunet.reports import markdown_table
+    from saunet.experiments.reports import markdown_table
 
     rows = check_dataset(args.data, args.layout)
     print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
@@ -163,8 +179,8 @@ def cmd_check_data(args) -> None:
 
 
 def cmd_info(args) -> None:
+    from saunet.experiments.reports import markdown_table
     from saunet.models import MODELS, count_flops, count_parameters, create
-    from saunet.reports import markdown_table
 
     shape = (1, 1, *args.shape)
     rows = []
@@ -190,14 +206,14 @@ def cmd_export(args) -> None:
 
 
 def cmd_benchmark(args) -> None:
-    from saunet.benchmark import run_benchmark
+    from saunet.experiments.benchmark import run_benchmark
 
     run_benchmark(Path(args.data), Path(args.json) if args.json else None,
                   Path(args.markdown) if args.markdown else None, command_line(), args.repeats)
 
 
 def cmd_demo(args) -> None:
-    from saunet.demo import run_demo
+    from saunet.experiments.demo import run_demo
 
     run_demo(Path(args.out), Path(args.data) if args.data else None, train_model=args.train or not args.data)
 
@@ -221,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="numpy (SimpleITK) array axis of the sagittal slices, in-plane axes taken as stored; "
                         "overrides the header's orientation")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    p.add_argument("--min-component-mm3", type=float, default=1000.0,
-                   help="remove predicted islands smaller than this (default 1000 mm^3; 0 keeps all)")
+    p.add_argument("--min-component-mm3", type=float, default=PostprocessingSettings.min_component_mm3,
+                   help="remove predicted islands smaller than this (default %(default)s mm^3; 0 keeps all)")
     p.add_argument("--max-components", type=int, default=None,
                    help="keep only this many of the largest components (default: the number in the model's "
                         "training masks, 7 for the shipped model; 0 keeps all)")
@@ -250,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cv", help="cross-validate models on the same folds",
                        description="k-fold or leave-one-out cross-validation of several models; resumable.")
     p.add_argument("--data", required=True)
-    p.add_argument("--folds", default="5", help="number of folds, or loo (default 5)")
+    p.add_argument("--folds", default="5", help="number of folds, or loo (default %(default)s)")
     p.add_argument("--models", default="sau-net,dense-unet,unet2d,unet3d")
     p.add_argument("--out", required=True, help="CV folder: splits.json and one run folder per model and fold")
     p.add_argument("--report", default=None, help="folder for cv.json, cv.md and figures (default: --out)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.errors import InputError
-from saunet.imageio import Volume, case_name, image_suffix, read_volume, same_geometry
+from saunet.imageio import Volume, case_id, case_name, is_image_file, read_volume, same_geometry
 
 LAYOUTS = ("nnunet", "mrspineseg", "spider", "folders")
 
@@ -21,36 +21,8 @@ class Case:
     label: Path | None
 
 
-@dataclass(frozen=True)
-class LabelMap:
-    """Which label values are foreground. ``classes`` None: binary (any label > 0, the paper's task);
-    else the listed values become classes 1..K in that order and all others background."""
-
-    classes: tuple[int, ...] | None = None
-
-    @property
-    def out_channels(self) -> int:
-        return 1 if self.classes is None else len(self.classes)
-
-    def apply(self, label: np.ndarray) -> np.ndarray:
-        if self.classes is None:
-            return (label > 0).astype(np.uint8)
-        mapped = np.zeros(label.shape, dtype=np.uint8)
-        for index, value in enumerate(self.classes, start=1):
-            mapped[label == value] = index
-        return mapped
-
-    def to_dict(self) -> dict:
-        return {"classes": None if self.classes is None else list(self.classes)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LabelMap":
-        classes = values.get("classes")
-        return cls(None if classes is None else tuple(int(c) for c in classes))
-
-
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if image_suffix(p) in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd"))
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
 def _pair_by_name(images: list[Path], labels: dict[str, Path], name_of) -> list[Case]:
@@ -82,7 +54,7 @@ def list_cases(root: str | Path, layout: str | None = None) -> list[Case]:
     layout = layout or detect_layout(root)
     if layout == "nnunet":
         labels = {case_name(p): p for p in _images(root / "labelsTr")} if (root / "labelsTr").is_dir() else {}
-        cases = _pair_by_name(_images(root / "imagesTr"), labels, lambda p: re.sub(r"_\d{4}$", "", case_name(p)))
+        cases = _pair_by_name(_images(root / "imagesTr"), labels, case_id)
     elif layout == "mrspineseg":
         labels = {re.sub(r"^mask_", "", case_name(p)).lower(): p for p in _images(root / "Mask")}
         cases = _pair_by_name(_images(root / "MR"), labels, lambda p: case_name(p).lower())

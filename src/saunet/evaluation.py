@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,8 @@ import torch
 from monai.metrics.utils import get_mask_edges, get_surface_distance
 
 from saunet.errors import InputError
-from saunet.imageio import case_name, image_suffix, read_volume, same_geometry
+from saunet.files import atomic_path, write_text
+from saunet.imageio import case_id, is_image_file, read_volume, same_geometry
 
 METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
 
@@ -97,25 +96,15 @@ def _json_safe(value):
 
 def write_json(data, path: Path) -> None:
     """Write ``data`` as JSON atomically; non-finite numbers become null."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(json.dumps(_json_safe(data), indent=1) + "\n", path)
 
 
 def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
-
-
-def _strip_channel(name: str) -> str:
-    return re.sub(r"_\d{4}$", "", name)
 
 
 def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -123,8 +112,7 @@ def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
     for folder in (pred_dir, ref_dir):
         if not folder.is_dir():
             raise InputError(folder, "no such folder")
-    images = lambda d: {_strip_channel(case_name(p)): p for p in sorted(d.iterdir()) if image_suffix(p) in  # noqa: E731
-                        (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")}
+    images = lambda d: {case_id(p): p for p in sorted(d.iterdir()) if is_image_file(p)}  # noqa: E731
     preds, refs = images(pred_dir), images(ref_dir)
     missing = sorted(set(refs) - set(preds))
     if missing:

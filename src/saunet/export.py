@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 
 import torch
 
-from saunet.training import load_checkpoint, model_from_checkpoint
-
-METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "slice_axis")
+from saunet.checkpoints import Checkpoint
+from saunet.files import atomic_path
 
 
 def export_onnx(checkpoint_path: str | Path | None, onnx_path: Path) -> Path:
-    """A checkpoint (None: the shipped model) to ONNX, with what inference needs in the file's metadata."""
+    """A checkpoint (None: the shipped model) to ONNX, with what inference needs in the file's metadata.
+
+    Args:
+        checkpoint_path: a saunet checkpoint (.pt); None exports the shipped model.
+        onnx_path: the file to write (atomically).
+
+    Returns:
+        ``onnx_path``.
+    """
     from saunet.inference import DEFAULT_MODEL
 
-    checkpoint = load_checkpoint(checkpoint_path or DEFAULT_MODEL)
-    return export_module_onnx(model_from_checkpoint(checkpoint), onnx_path,
-                              {"saunet_checkpoint": json.dumps({k: checkpoint[k] for k in METADATA_KEYS if k in checkpoint})})
+    checkpoint = Checkpoint.load(checkpoint_path or DEFAULT_MODEL)
+    return export_module_onnx(checkpoint.build_model(), onnx_path, {"saunet_checkpoint": json.dumps(checkpoint.metadata())})
 
 
 class ChunkGraph(torch.nn.Module):
@@ -78,26 +83,19 @@ def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[s
         module, example = model, (image,)
         names = {"input_names": ["image"], "output_names": ["logits"],
                  "dynamic_axes": {"image": volume_axes, "logits": volume_axes}}
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = onnx_path.with_name(".tmp-" + onnx_path.name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), example, str(tmp), dynamo=False, **names)
-    proto = onnx.load(str(tmp))
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, onnx_path)
+    with atomic_path(onnx_path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, str(tmp), dynamo=False, **names)
+        proto = onnx.load(str(tmp))
+        facts = {"saunet_slice_halo": json.dumps(getattr(model, "slice_halo", None))}  # read by OnnxModel
+        for key, value in {**facts, **(metadata or {})}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
     return onnx_path
 
 
 def export_inference_checkpoint(checkpoint_path: str | Path, out_path: Path) -> Path:
     """A slim checkpoint for shipping: the model and what inference needs, without the optimiser state."""
-    from saunet.training import save_atomic
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    slim = {k: v for k, v in checkpoint.items() if k != "optimizer"}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(slim, out_path)
-    return out_path
+    return Checkpoint.load(checkpoint_path).save(out_path, with_optimizer=False)

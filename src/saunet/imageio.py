@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import tempfile
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from saunet.errors import InputError
+from saunet.files import atomic_path
 from saunet.orientation import check_direction
 
 # ITK and VNL print warnings (oblique NIfTI, non-orthogonal q/sform...) straight to stderr; saunet checks the
@@ -58,10 +58,20 @@ def image_suffix(path: Path) -> str:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), path.suffix.lower())
 
 
+def is_image_file(path: Path) -> bool:
+    """A file whose ending names an image format saunet reads."""
+    return path.is_file() and image_suffix(path) in IMAGE_SUFFIXES
+
+
 def case_name(path: Path) -> str:
     """File name without its image ending: 'lumbar_02_0000.nii.gz' -> 'lumbar_02_0000'."""
     suffix = image_suffix(path)
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
+def case_id(path: Path) -> str:
+    """The case a file belongs to, without nnU-Net's channel suffix: 'lumbar_02_0000.nii.gz' -> 'lumbar_02'."""
+    return re.sub(r"_\d{4}$", "", case_name(path))
 
 
 def _read_sitk(path: Path) -> sitk.Image:
@@ -181,15 +191,8 @@ def write_like(array: np.ndarray, reference: Volume, path: str | Path) -> Path:
         raise ValueError(f"array shape {array.shape} differs from the reference {reference.array.shape}")
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference.reference)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=image_suffix(path) or ".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, useCompression=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=image_suffix(path) or ".nii.gz") as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
     return path
 
 

@@ -1,5 +1,9 @@
 """Segmenting scans: checkpoint or ONNX model -> label map on the input's own grid.
 
+The chain: the scan's array in its canonical layout (:mod:`saunet.orientation`), on the network grid
+(:mod:`saunet.preprocessing`), logits in chunks of slices (:func:`predict_logits`), probabilities and classes
+on the input's grid (:class:`saunet.labels.LabelMap`), cleaned (:mod:`saunet.postprocessing`).
+
 The ONNX path needs NumPy and ONNX Runtime only: PyTorch is imported for .pt checkpoints alone, which
 saves the 2-3 s its import costs each `saunet segment` process.
 """
@@ -11,46 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
-from saunet.datasets import LabelMap
+from saunet.checkpoints import Checkpoint
 from saunet.errors import InputError
 from saunet.imageio import Volume
 from saunet.orientation import Layout, volume_layout
-from saunet.preprocessing import PreprocessingSettings, Preprocessor
+from saunet.postprocessing import PostprocessingSettings, postprocess
+from saunet.preprocessing import Preprocessor
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
-# shipped model about 2.5x faster than eager PyTorch on CPU with identical masks (reports/benchmark.md).
+# shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
 DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
-# Slices on each side that one output slice depends on (SAU-Net: its two neighbours, through the attention
-# fusion). Chunked inference gives the whole-volume output with memory bounded by the chunk (predict_logits).
-# unet3d sees the whole volume and is not chunked.
-SLICE_HALO = {"sau-net": 1, "dense-unet": 0, "unet2d": 0}
 CHUNK_SLICES = 12
-MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
-
-
-def label_components(mask: np.ndarray) -> np.ndarray:
-    """Connected components (26-connectivity in 3D): 0 for background, 1..N for the components."""
-    # SimpleITK rather than scipy.ndimage: it is loaded for the images anyway, and importing scipy.ndimage
-    # costs a `saunet segment` process 0.3-0.6 s.
-    return sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
-
-
-def clean_mask(mask: np.ndarray, spacing: tuple[float, ...], min_mm3: float, max_components: int = 0) -> np.ndarray:
-    """Drop connected components smaller than ``min_mm3`` cubic millimetres and keep at most the
-    ``max_components`` largest of the rest (0: all of them)."""
-    if (min_mm3 <= 0 and max_components <= 0) or not mask.any():
-        return mask
-    components = label_components(mask)
-    sizes = np.bincount(components.ravel()) * float(np.prod(spacing))
-    sizes[0] = 0.0  # the background
-    keep = sizes >= min_mm3
-    keep[0] = False
-    if 0 < max_components < keep.sum():
-        keep[np.argsort(sizes)[: len(sizes) - max_components]] = False
-    return keep[components]
 
 
 def chunk_bounds(depth: int, chunk: int) -> list[int]:
@@ -96,7 +73,8 @@ def predict_logits(model, image: np.ndarray, halo: int | None, chunk: int) -> np
 
 @dataclass
 class Segmentation:
-    labels: np.ndarray  # uint8 on the input grid
+    labels: np.ndarray  # uint8 on the input grid: the data set's label values, post-processed
+    raw_labels: np.ndarray  # the same before post-processing
     probabilities: np.ndarray  # float32 (K, *input shape), foreground classes
     layout: Layout  # how the input's array was brought into the canonical layout
 
@@ -107,7 +85,8 @@ class OnnxModel:
     Exports of models with boundary terms (saunet.export.ChunkGraph) have ``has_boundary_terms`` and also give
     ``edges_and_logits`` and ``boundary_terms``. Exports of SAU-Net from before ChunkGraph (inputs image and
     features) still run, with chunks that carry their neighbouring slices.
-    ``checkpoint`` holds what inference needs, from the file's metadata (None if saunet did not export it).
+    ``checkpoint`` holds what inference needs, from the file's metadata (None if saunet did not export it);
+    ``slice_halo`` is the model's, as exported (older exports: 1 for SAU-Net, else None, the whole volume).
     """
 
     def __init__(self, path: Path):
@@ -115,16 +94,18 @@ class OnnxModel:
 
         options = onnxruntime.SessionOptions()
         # Without memory patterns ONNX Runtime's arena reuses freed blocks across chunks of different sizes
-        # instead of keeping one block per size: SAU-Net's peak 1.4 GB instead of 2.3 GB, no slower.
+        # instead of keeping one block per size: a lower peak, no slower (reports/speed-ups.md).
         options.enable_mem_pattern = False
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise InputError(path, f"not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.checkpoint = json.loads(meta["saunet_checkpoint"]) if "saunet_checkpoint" in meta else None
+        stored = json.loads(meta["saunet_checkpoint"]) if "saunet_checkpoint" in meta else None
+        self.checkpoint = Checkpoint.from_dict(stored) if stored else None
         outputs = {o.name for o in self.session.get_outputs()}
         self.has_boundary_terms = "boundary_logits" in outputs
+        self.slice_halo = json.loads(meta.get("saunet_slice_halo", "1" if self.has_boundary_terms else "null"))
         self._logits = "image_logits" if "image_logits" in outputs else "logits"
         if len(self.session.get_inputs()) > 1 and self._logits != "image_logits":  # its logits need features
             raise InputError(path, "exported by an older saunet (no image_logits output): export it again with saunet export")
@@ -154,19 +135,18 @@ class TorchModel:
     with ``boundary_terms`` (sau-net) have ``has_boundary_terms`` and give ``edges_and_logits`` and
     ``boundary_terms``, as :class:`OnnxModel`."""
 
-    def __init__(self, module, device: str = "cpu", bf16: bool = False, checkpoint: dict | None = None):
+    def __init__(self, module, device: str = "cpu", bf16: bool = False, checkpoint: Checkpoint | None = None):
         self.module, self.device, self.bf16, self.checkpoint = module, device, bf16, checkpoint
         self.has_boundary_terms = hasattr(module, "boundary_terms")
+        self.slice_halo = module.slice_halo
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str, bf16: bool, channels_last: bool) -> TorchModel:
         import torch
 
-        from saunet.training import load_checkpoint, model_from_checkpoint
-
-        checkpoint = load_checkpoint(path)
-        module = model_from_checkpoint(checkpoint).to(device)
-        if channels_last and checkpoint["model"] != "unet3d":
+        checkpoint = Checkpoint.load(path)
+        module = checkpoint.build_model().to(device)
+        if channels_last and not module.volumetric:
             module = module.to(memory_format=torch.channels_last)
         return cls(module, device, bf16, checkpoint)
 
@@ -190,27 +170,24 @@ class TorchModel:
         return self._run(self.module.boundary_terms, edges)
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # overflow-free form of 1 / (1 + exp(-x))
-
-
-def softmax(logits: np.ndarray, axis: int) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis, keepdims=True))
-    return exp / exp.sum(axis, keepdims=True)
-
-
 class Segmenter:
     """Loads a model once and segments volumes with it.
 
-    ``model_path`` is a saunet checkpoint (.pt) or an ONNX export (.onnx); None uses the shipped model (its
-    ONNX export on CPU). PyTorch models of 2D slices run channels-last, which is faster on CPU.
-    Post-processing removes islands under ``min_component_mm3`` and keeps the ``max_components`` largest
-    components; None takes the number the model learned from its training masks (0 keeps all).
+    Args:
+        model_path: a saunet checkpoint (.pt) or ONNX export (.onnx); None uses the shipped model (its ONNX
+            export on CPU).
+        device: "cpu" or "cuda" (PyTorch checkpoints only).
+        min_component_mm3: islands smaller than this are removed.
+        max_components: keep only this many of the largest components; None takes the number the model
+            learned from its training masks (0 keeps all).
+        bf16: bfloat16 autocast (PyTorch checkpoints only).
+        channels_last: run PyTorch models of 2D slices channels-last, which is faster on CPU.
+        chunk_slices: slices per chunk (0: the whole volume at once).
     """
 
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu",
-                 min_component_mm3: float = MIN_COMPONENT_MM3, max_components: int | None = None, bf16: bool = False,
-                 channels_last: bool = True, chunk_slices: int = CHUNK_SLICES):
+                 min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
+                 bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES):
         if model_path:
             path = Path(model_path)
         else:
@@ -223,35 +200,33 @@ class Segmenter:
                 raise InputError(path, "ONNX model was not exported by saunet export (no preprocessing metadata)")
         else:
             self.model = TorchModel.from_checkpoint(path, device, bf16, channels_last)
-        info = self.model.checkpoint
+        checkpoint: Checkpoint = self.model.checkpoint
         self.path = path
-        self.model_name = info["model"]
-        self.label_map = LabelMap.from_dict(info["label_map"])
-        self.preprocessor = Preprocessor(PreprocessingSettings.from_dict(info["preprocessing"]))
-        self.slice_axis = info.get("slice_axis")
-        self.min_component_mm3 = min_component_mm3
-        self.max_components = (max_components if max_components is not None
-                               else info.get("postprocessing", {}).get("max_components", 0))
+        self.model_name = checkpoint.model
+        self.label_map = checkpoint.label_map
+        self.preprocessor = Preprocessor(checkpoint.preprocessing)
+        self.slice_axis = checkpoint.slice_axis
+        learned = checkpoint.postprocessing.max_components
+        self.postprocessing = PostprocessingSettings(min_component_mm3,
+                                                     learned if max_components is None else max_components)
         self.chunk_slices = chunk_slices
 
     def segment(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None) -> Segmentation:
-        """Label map and probabilities of ``volume`` on its own grid. The array layout comes from the header
-        (:mod:`saunet.orientation`), or from ``orientation`` (a code such as 'RPS' for a header without one), or
-        ``slice_axis`` (slices on that numpy axis, in-plane axes as stored)."""
+        """Label map and probabilities of ``volume`` on its own grid.
+
+        Args:
+            volume: the scan, in any array layout its header describes.
+            slice_axis: numpy axis of the slices, in-plane axes taken as stored (overrides the header).
+            orientation: an orientation code such as 'RPS' for the file's axes (overrides the header).
+
+        Returns:
+            :class:`Segmentation` with the data set's label values, before and after post-processing.
+        """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         image = self.preprocessor.image(volume.array, grid)[None, None]
-        logits = predict_logits(self.model, image, SLICE_HALO.get(self.model_name), self.chunk_slices)[0]
-        if logits.shape[0] == 1:
-            probs = self.preprocessor.inverse(sigmoid(logits), grid)
-            labels = clean_mask(probs[0] > 0.5, volume.spacing, self.min_component_mm3, self.max_components)
-            labels = labels.astype(np.uint8)
-        else:
-            probs = self.preprocessor.inverse(softmax(logits, 0), grid)
-            labels = probs.argmax(0).astype(np.uint8)
-            foreground = clean_mask(labels > 0, volume.spacing, self.min_component_mm3, self.max_components)
-            labels[~foreground] = 0
-            probs = probs[1:]
-            if self.label_map.classes is not None:  # back to the data set's own label values
-                labels = np.array([0, *self.label_map.classes], dtype=np.uint8)[labels]
-        return Segmentation(labels, probs.astype(np.float32), layout)
+        logits = predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0]
+        probabilities = self.preprocessor.inverse(self.label_map.probabilities(logits), grid)
+        raw = self.label_map.decode(probabilities)
+        labels = postprocess(raw, volume.spacing, self.postprocessing)
+        return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout)

@@ -1,16 +1,15 @@
-"""Training: slice-stack sampling, augmentation, the loop, checkpoints that resume, and DDP.
+"""Training: slice-stack sampling, augmentation, the loop in named steps, checkpoints that resume, and DDP.
 
-A checkpoint holds everything inference needs (model name and arguments, preprocessing, label map), and
-only tensors and plain Python values, so it loads with ``torch.load(..., weights_only=True)``.
+:func:`train` is :func:`set_up` (data, model, optimiser, resumed state), then per epoch :func:`train_epoch`,
+:func:`validate` and :func:`save_epoch`. Checkpoints are :class:`saunet.checkpoints.Checkpoint` records.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,57 +17,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from saunet.datasets import Case, LabelMap, read_case
+from saunet.checkpoints import Checkpoint
+from saunet.config import TrainConfig
+from saunet.datasets import Case, read_case
+from saunet.evaluation import overlap_metrics, write_csv
+from saunet.labels import LabelMap
 from saunet.models import create, full_arguments
 from saunet.orientation import volume_layout
-from saunet.preprocessing import PreprocessingSettings, Preprocessor
-
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class TrainConfig:
-    model: str = "sau-net"
-    model_kwargs: dict = field(default_factory=dict)
-    epochs: int = 20
-    steps_per_epoch: int = 40
-    # Independent stacks per step: neighbouring slices are nearly alike, so more stacks beat longer ones.
-    # 0 chooses 4 stacks of 3 slices for the 2D models and 1 patch of 16 slices for unet3d: similar voxels per step.
-    batch_size: int = 0
-    stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 3 otherwise (ISA's i-1, i, i+1)
-    patch: int = 160  # in-plane crop, pixels on the network grid
-    lr: float = 1e-4  # the paper's Adam learning rate
-    loss: str = "bce"  # the paper's; "dice-bce" adds a soft Dice term
-    seed: int = 0
-    bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
-    augment: bool = True
-    # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
-    # nearest-neighbour label: a nearest-resampled lumbar-t2 mask sent back to the native grid has Dice 0.963
-    # against the original, the area fractions 0.993.
-    soft_labels: bool = False
-    in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
-    slice_axis: int | None = None  # None: found from each image's orientation
-    classes: tuple[int, ...] | None = None  # None: binary, any label > 0
-
-    def __post_init__(self):
-        if self.loss not in ("bce", "dice-bce"):
-            raise ValueError(f"unknown loss {self.loss!r}; choose bce or dice-bce")
-
-    @property
-    def stacks_per_step(self) -> int:
-        return self.batch_size or (1 if self.model == "unet3d" else 4)
-
-    @property
-    def slices_per_stack(self) -> int:
-        return self.stack or (16 if self.model == "unet3d" else 3)
-
-    @property
-    def preprocessing(self) -> PreprocessingSettings:
-        return PreprocessingSettings(in_plane_spacing=self.in_plane_spacing)
-
-    @property
-    def label_map(self) -> LabelMap:
-        return LabelMap(self.classes)
+from saunet.postprocessing import PostprocessingSettings, label_components
+from saunet.preprocessing import Preprocessor
 
 
 @dataclass
@@ -93,8 +50,6 @@ def class_fractions(labels: np.ndarray, classes: int, grid, preprocessor: Prepro
 
 def component_count(label: np.ndarray) -> int:
     """Connected components of a label map's foreground."""
-    from saunet.inference import label_components
-
     return int(label_components(label > 0).max())
 
 
@@ -119,11 +74,6 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
                                      component_count(labels), fractions))
     return prepared
-
-
-def output_channels(label_map: LabelMap) -> int:
-    """One sigmoid channel for the binary task, else softmax over background and K classes."""
-    return 1 if label_map.classes is None else label_map.out_channels + 1
 
 
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
@@ -197,29 +147,18 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> 
     return loss
 
 
-def predict_network_grid(model: torch.nn.Module, image: np.ndarray, bf16: bool = False) -> torch.Tensor:
-    """Probabilities (K, D, H, W) of foreground classes for a prepared (D, H, W) image."""
+def predict_network_grid(model: torch.nn.Module, image: np.ndarray, label_map: LabelMap, bf16: bool = False) -> np.ndarray:
+    """Foreground probabilities (K, D, H, W) for a prepared (D, H, W) image."""
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(torch.from_numpy(image)[None, None].to(device)).float()[0].cpu()
-    return torch.sigmoid(logits) if logits.shape[0] == 1 else torch.softmax(logits, 0)[1:]
+        logits = model(torch.from_numpy(image)[None, None].to(device)).float()[0].cpu().numpy()
+    return label_map.probabilities(logits)
 
 
-def dice_on_grid(probs: torch.Tensor, label: np.ndarray) -> float:
-    """Mean Dice over foreground classes of thresholded / arg-maxed probabilities."""
-    if probs.shape[0] == 1:
-        preds = [(probs[0] > 0.5).numpy()]
-    else:
-        best = probs.argmax(0).numpy() + 1
-        best[probs.max(0).values.numpy() < 0.5] = 0
-        preds = [best == k for k in range(1, probs.shape[0] + 1)]
-    scores = []
-    for k, pred in enumerate(preds, start=1):
-        ref = label == k
-        total = pred.sum() + ref.sum()
-        scores.append(1.0 if total == 0 else 2 * float((pred & ref).sum()) / float(total))
-    return float(np.mean(scores))
+def mean_class_dice(predicted: np.ndarray, reference: np.ndarray, classes: int) -> float:
+    """Mean Dice over classes 1..K of two class maps (for K = 1: the binary Dice ``saunet evaluate`` gives)."""
+    return float(np.mean([overlap_metrics(predicted == k, reference == k)["dice"] for k in range(1, classes + 1)]))
 
 
 def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
@@ -238,39 +177,118 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases:
     return loss.item()
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    from saunet.errors import InputError
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise InputError(path, f"not a readable saunet checkpoint ({type(err).__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, "not a saunet checkpoint")
-    return checkpoint
-
-
-def model_from_checkpoint(checkpoint: dict) -> torch.nn.Module:
-    model = create(checkpoint["model"], **checkpoint["model_kwargs"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+@dataclass
+class TrainingRun:
+    """What the steps of one training share: data, model, optimiser, and the checkpoint record being written."""
+
+    config: TrainConfig
+    out_dir: Path
+    train_data: list[PreparedCase]
+    val_data: list[PreparedCase]
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    checkpoint: Checkpoint
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    progress: bool = True
+
+
+def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_dir: Path,
+           resume: bool, progress: bool) -> TrainingRun:
+    """Prepare the data, build the model and optimiser, and resume from ``checkpoint_last.pt`` if asked."""
+    rank, world = _distributed()
+    torch.manual_seed(config.seed)
+    train_data = prepare_cases(train_cases, config, progress and rank == 0)
+    val_data = prepare_cases(val_cases, config, progress and rank == 0)
+    model_kwargs = full_arguments(config.model, out_channels=config.label_map.network_channels, **config.model_kwargs)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    model = create(config.model, **model_kwargs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    checkpoint = Checkpoint(
+        model=config.model, model_kwargs=model_kwargs, preprocessing=config.preprocessing, label_map=config.label_map,
+        # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
+        postprocessing=PostprocessingSettings(max_components=int(np.median([case.components for case in train_data]))),
+        slice_axis=config.slice_axis,
+        trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()})
+    last_path = out_dir / "checkpoint_last.pt"
+    if resume and last_path.exists():
+        saved = Checkpoint.load(last_path)
+        model.load_state_dict(saved.state_dict)
+        optimizer.load_state_dict(saved.optimizer)
+        checkpoint.epoch, checkpoint.best_dice, checkpoint.history = saved.epoch, saved.best_dice, saved.history
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return TrainingRun(config, out_dir, train_data, val_data, model, net, optimizer, checkpoint, device, rank, world,
+                       progress)
+
+
+def train_epoch(run: TrainingRun, epoch: int) -> list[float]:
+    """One epoch of optimiser steps; returns the losses. Every epoch draws from its own seeded generator, so
+    a resumed run samples what the original would have."""
+    config = run.config
+    rng = np.random.default_rng([config.seed, epoch, run.rank])
+    torch.manual_seed(config.seed * 1000 + epoch)
+    for group in run.optimizer.param_groups:  # nnU-Net's polynomial decay, a function of the epoch alone
+        group["lr"] = config.lr * (1 - epoch / config.epochs) ** 0.9
+    run.net.train()
+    losses = []
+    bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+               disable=None if run.progress and run.rank == 0 else True, leave=False)
+    for _ in bar:
+        losses.append(training_step(run.net, run.optimizer, run.train_data, config, rng, run.device))
+        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+    return losses
+
+
+def validate(run: TrainingRun) -> float:
+    """Mean Dice of the validation cases on the network grid (NaN without validation cases)."""
+    label_map = run.config.label_map
+    scores = [mean_class_dice(label_map.decode(predict_network_grid(run.model, case.image, label_map, run.config.bf16)),
+                              case.label, label_map.out_channels) for case in run.val_data]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def save_epoch(run: TrainingRun, epoch: int, losses: list[float], seconds: float, val_dice: float) -> None:
+    """Record the epoch; write checkpoint_last.pt, checkpoint_best.pt (when validation improved, or always
+    without validation cases) and metrics.csv."""
+    record = run.checkpoint
+    record.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val_dice,
+                           "seconds": seconds})
+    record.epoch, record.state_dict, record.optimizer = epoch + 1, run.model.state_dict(), run.optimizer.state_dict()
+    if not run.val_data or val_dice > record.best_dice:
+        record.best_dice = val_dice if run.val_data else record.best_dice
+        record.save(run.out_dir / "checkpoint_best.pt")
+    record.save(run.out_dir / "checkpoint_last.pt")
+    write_csv(record.history, run.out_dir / "metrics.csv", ["epoch", "train_loss", "val_dice", "seconds"])
+    if run.progress:
+        tqdm.write(f"{run.out_dir.name} epoch {epoch + 1}/{run.config.epochs}: loss {np.mean(losses):.4f}"
+                   f"  val Dice {val_dice:.4f}  {seconds:.0f} s")
+
+
+def finish_distributed(run: TrainingRun) -> None:
+    """Leave the process group. With ``SAUNET_WEIGHT_FINGERPRINT`` set (tests), each rank first writes a
+    fingerprint of its weights to ``rank<r>_weights.txt``, to show that the ranks stayed in step."""
+    if run.world <= 1:
+        return
+    if os.environ.get("SAUNET_WEIGHT_FINGERPRINT"):
+        weights = torch.cat([p.detach().flatten() for p in run.model.parameters()]).double()
+        (run.out_dir / f"rank{run.rank}_weights.txt").write_text(
+            f"{weights.sum().item():.10e} {weights.abs().sum().item():.10e} {weights.square().sum().item():.10e}\n")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def train(
@@ -283,92 +301,25 @@ def train(
 ) -> dict:
     """Train ``config.model``; writes checkpoint_last.pt, checkpoint_best.pt and metrics.csv in ``out_dir``.
 
-    With ``resume`` it continues from checkpoint_last.pt. Returns the last checkpoint's summary.
+    Args:
+        config: model, recipe and preprocessing.
+        train_cases: the cases to train on.
+        val_cases: cases to choose the best checkpoint by (may be empty: the last epoch is then the best).
+        out_dir: run folder.
+        resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
+        progress: progress bars and a line per epoch.
+
+    Returns:
+        ``{"epochs", "best_val_dice", "history"}`` of the last checkpoint.
     """
-    out_dir = Path(out_dir)
-    rank, world = _distributed()
-    torch.manual_seed(config.seed)
-    train_data = prepare_cases(train_cases, config, progress and rank == 0)
-    val_data = prepare_cases(val_cases, config, progress and rank == 0)
-    model_kwargs = full_arguments(config.model, out_channels=output_channels(config.label_map), **config.model_kwargs)
-    # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
-    postprocessing = {"max_components": int(np.median([case.components for case in train_data]))}
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    model = create(config.model, **model_kwargs).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start_epoch, best_dice, history = 0, -1.0, []
-    last_path = out_dir / "checkpoint_last.pt"
-    if resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch, best_dice, history = checkpoint["epoch"], checkpoint["best_dice"], checkpoint["history"]
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else model
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    def checkpoint_dict(epoch: int) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": config.model,
-            "model_kwargs": model_kwargs,
-            "preprocessing": {**config.preprocessing.to_dict(),
-                              "clip_percentiles": list(config.preprocessing.clip_percentiles)},
-            "label_map": config.label_map.to_dict(),
-            "postprocessing": postprocessing,
-            "slice_axis": config.slice_axis,
-            "trained_on": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "best_dice": best_dice,
-            "history": history,
-        }
-
-    for epoch in range(start_epoch, config.epochs):
-        # Every epoch draws from its own seeded generator, so a resumed run samples what the original would have.
-        rng = np.random.default_rng([config.seed, epoch, rank])
-        torch.manual_seed(config.seed * 1000 + epoch)
-        for group in optimizer.param_groups:  # nnU-Net's polynomial decay, a function of the epoch alone
-            group["lr"] = config.lr * (1 - epoch / config.epochs) ** 0.9
-        net.train()
-        started, losses = time.time(), []
-        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=None if progress and rank == 0 else True, leave=False)
-        for _ in bar:
-            losses.append(training_step(net, optimizer, train_data, config, rng, device))
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
-        train_seconds = time.time() - started
-        if rank == 0:
-            val_dice = float(np.mean([dice_on_grid(predict_network_grid(model, c.image, config.bf16), c.label)
-                                      for c in val_data])) if val_data else float("nan")
-            history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val_dice,
-                            "seconds": train_seconds})
-            if not val_data or val_dice > best_dice:
-                best_dice = val_dice if val_data else best_dice
-                save_atomic(checkpoint_dict(epoch + 1), out_dir / "checkpoint_best.pt")
-            save_atomic(checkpoint_dict(epoch + 1), last_path)
-            write_history(history, out_dir / "metrics.csv")
-            if progress:
-                tqdm.write(f"{out_dir.name} epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.4f}"
-                           f"  val Dice {val_dice:.4f}  {train_seconds:.0f} s")
-        if world > 1:
+    run = set_up(config, train_cases, val_cases, Path(out_dir), resume, progress)
+    for epoch in range(run.checkpoint.epoch, config.epochs):
+        started = time.time()
+        losses = train_epoch(run, epoch)
+        seconds = time.time() - started
+        if run.rank == 0:
+            save_epoch(run, epoch, losses, seconds, validate(run))
+        if run.world > 1:
             torch.distributed.barrier()
-    if world > 1:
-        fingerprint = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
-        (out_dir / f"rank{rank}_weights.txt").write_text(
-            f"{fingerprint.sum().item():.10e} {fingerprint.abs().sum().item():.10e} {fingerprint.square().sum().item():.10e}\n")
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return {"epochs": config.epochs, "best_val_dice": best_dice, "history": history}
-
-
-def write_history(history: list[dict], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", "val_dice", "seconds"])
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    finish_distributed(run)
+    return {"epochs": config.epochs, "best_val_dice": run.checkpoint.best_dice, "history": run.checkpoint.history}

@@ -9,7 +9,7 @@ import numpy as np
 
 from saunet.datasets import list_cases, read_case
 from saunet.evaluation import case_metrics
-from saunet.inference import CHUNK_SLICES, SLICE_HALO, Segmenter, predict_logits, sigmoid
+from saunet.inference import CHUNK_SLICES, Segmenter, predict_logits
 from saunet.orientation import volume_layout
 from saunet.postprocessing import clean_mask
 
@@ -19,7 +19,7 @@ for case in list_cases(Path(sys.argv[1]))[: int(sys.argv[2])]:
     image, label = read_case(case)
     grid = segmenter.preprocessor.grid(image.array.shape, image.spacing, volume_layout(image))
     net = segmenter.preprocessor.image(image.array, grid)[None, None]
-    run = lambda x: predict_logits(segmenter.model, np.ascontiguousarray(x), SLICE_HALO["sau-net"], CHUNK_SLICES)  # noqa: E731
+    run = lambda x: predict_logits(segmenter.model, np.ascontiguousarray(x), segmenter.model.slice_halo, CHUNK_SLICES)  # noqa: E731
     logits = {1: run(net)}
     strided = np.empty_like(logits[1])
     for phase in (0, 1):
@@ -27,8 +27,8 @@ for case in list_cases(Path(sys.argv[1]))[: int(sys.argv[2])]:
     logits[2] = strided
     row = [case.name]
     for stride in (1, 2):
-        probs = segmenter.preprocessor.inverse(sigmoid(logits[stride][0]), grid)
-        mask = clean_mask(probs[0] > 0.5, image.spacing, 1000.0, segmenter.max_components)
+        probs = segmenter.preprocessor.inverse(segmenter.label_map.probabilities(logits[stride][0]), grid)
+        mask = clean_mask(probs[0] > 0.5, image.spacing, 1000.0, segmenter.postprocessing.max_components)
         m = case_metrics(mask, label.array > 0, image.spacing)
         row += [m["dice"], m["hd95"]]
     rows.append(row)

@@ -37,13 +37,19 @@ def create(name: str, **kwargs: Any) -> nn.Module:
 def full_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
     """Every constructor argument of model ``name``, defaults filled in: what a checkpoint must store so that
     a later change of a default cannot change the network it rebuilds."""
-    # SAUNet passes *args, **kwargs on to DenseUNet: take the first signature in the class hierarchy that names them.
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    signature = next(sig for sig in (inspect.signature(c.__init__) for c in MODELS[name].__mro__)
-                     if not all(p.kind in variadic for p in list(sig.parameters.values())[1:]))
-    bound = signature.bind(None, **kwargs)
+    bound = inspect.signature(MODELS[name].__init__).bind(None, **kwargs)
     bound.apply_defaults()
     return {k: list(v) if isinstance(v, tuple) else v for k, v in list(bound.arguments.items())[1:]}
+
+
+def slice_halo(name: str) -> int | None:
+    """Slices on each side that one output slice of model ``name`` depends on; None: the whole volume."""
+    return MODELS[name].slice_halo
+
+
+def is_volumetric(name: str) -> bool:
+    """Whether model ``name`` is a 3D network (trained on 3D patches, never chunked)."""
+    return MODELS[name].volumetric
 
 
 def count_parameters(model: nn.Module) -> int:

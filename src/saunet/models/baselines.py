@@ -11,6 +11,9 @@ from saunet.models.dense_unet import PerSlice, pad_to_multiple, slices_to_volume
 class UNet2d(nn.Module):
     """MONAI ``BasicUNet`` (2D) on every slice: (B, C, D, H, W) -> logits (B, K, D, H, W)."""
 
+    slice_halo = 0
+    volumetric = False
+
     def __init__(self, in_channels: int = 1, out_channels: int = 1, features=(16, 32, 64, 128, 256, 16)):
         super().__init__()
         from monai.networks.nets import BasicUNet  # imported here: MONAI is slow to import and SAU-Net needs none of it
@@ -29,6 +32,9 @@ class UNet3d(nn.Module):
 
     D, H and W are padded to multiples of 16 (four poolings) and cropped back.
     """
+
+    slice_halo = None  # every output slice depends on the whole volume: never chunked
+    volumetric = True  # trained on 3D patches
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, features=(16, 32, 64, 128, 256, 16)):
         super().__init__()

@@ -215,12 +215,15 @@ class DenseUNet(nn.Module):
     Output slice i depends on input slice i only.
     """
 
+    slice_halo = 0  # neighbouring slices on each side that one output slice depends on
+    volumetric = False  # a 2D model: trained on short stacks of slices, run on chunks of any length
+
     def __init__(
         self,
         in_channels: int = 1,
         out_channels: int = 1,
         features: tuple[int, ...] = (16, 32, 64, 128, 256, 256),
-        growth: int = 16,  # a multiple of 16 keeps oneDNN's channel blocks full: 32 % more FLOPs, no slower
+        growth: int = 16,  # a multiple of 16 keeps oneDNN's channel blocks full (reports/speed-ups.md)
         layers: int = 2,
     ):
         super().__init__()

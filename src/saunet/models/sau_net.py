@@ -59,8 +59,17 @@ class SAUNet(DenseUNet):
     on input slices i-1, i and i+1 only. Same arguments as :class:`DenseUNet`.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    slice_halo = 1
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        features: tuple[int, ...] = (16, 32, 64, 128, 256, 256),
+        growth: int = 16,
+        layers: int = 2,
+    ):
+        super().__init__(in_channels, out_channels, features, growth, layers)
         self.isa = AttentionFusion(self.head.conv.in_channels)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from saunet.checkpoints import Checkpoint
 from saunet.datasets import list_cases, read_case
 from saunet.evaluation import METRICS, case_metrics, write_csv, write_json
+from saunet.experiments.reports import box_plots, metrics_table, overlay_figure, sagittal_view, training_curves, write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
-from saunet.reports import box_plots, metrics_table, overlay_figure, sagittal_view, training_curves, write_text
-from saunet.training import TrainConfig, load_checkpoint, train
+from saunet.training import TrainConfig, train
 
 DEMO_CONFIG = dict(model="sau-net", epochs=8, steps_per_epoch=15, batch_size=2, patch=96, lr=3e-3,
                    loss="dice-bce", model_kwargs={"features": [8, 16, 32, 64]})
@@ -27,7 +28,7 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        from saunet.phantoms import write_cohort
+        from saunet.experiments.phantoms import write_cohort
 
         data = out / "phantoms"
         print(f"writing a synthetic cohort of 10 phantoms to {data}")
@@ -41,7 +42,7 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
         print(f"training a brief SAU-Net on {len(train_cases)} cases ({config.epochs} epochs)")
         train(config, train_cases, val_cases, out / "run")
         model_path = out / "run" / "checkpoint_best.pt"
-        histories["sau-net (demo)"] = load_checkpoint(out / "run" / "checkpoint_last.pt")["history"]
+        histories["sau-net (demo)"] = Checkpoint.load(out / "run" / "checkpoint_last.pt").history
         model_note = f"a SAU-Net trained for {config.epochs} epochs on {len(train_cases)} cases: {model_path}"
     else:
         model_path = None

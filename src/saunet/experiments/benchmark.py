@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from saunet.evaluation import write_json
+from saunet.experiments.reports import markdown_table, write_text
 from saunet.models import MODELS, count_flops, count_parameters, create
-from saunet.reports import markdown_table, write_text
 
 SHAPES = {"lumbar 39x305x305": (39, 305, 305), "SpineSegT2W 15x512x512": (15, 512, 512)}
 STOCK_UNET2D = (16, 32, 64, 128, 256, 16)  # the issue's reference: MONAI BasicUNet at full resolution
@@ -45,7 +45,7 @@ def _inference_runner(model_name: str, shape: tuple[int, int, int], model_kwargs
     ``runtime`` "torch" runs eager PyTorch, "onnx" an ONNX Runtime session of the same weights; ``chunk`` > 0
     runs per-slice models on chunks of that many slices as ``saunet segment`` does (``predict_logits``).
     """
-    from saunet.inference import SLICE_HALO, OnnxModel, TorchModel, predict_logits
+    from saunet.inference import OnnxModel, TorchModel, predict_logits
 
     torch.manual_seed(0)
     model = create(model_name, **(model_kwargs or {})).eval()
@@ -58,12 +58,12 @@ def _inference_runner(model_name: str, shape: tuple[int, int, int], model_kwargs
             runner = OnnxModel(path)
         del model
     else:
-        if channels_last and model_name != "unet3d":
+        if channels_last and not model.volumetric:
             model = model.to(memory_format=torch.channels_last)
         if compiled:
             model = torch.compile(model, dynamic=False)
         runner = TorchModel(model, "cpu", bf16)
-    return lambda: predict_logits(runner, x, SLICE_HALO.get(model_name), chunk)
+    return lambda: predict_logits(runner, x, runner.slice_halo, chunk)
 
 
 def measure_inference(model_name: str, shape: tuple[int, int, int], repeats: int, **options) -> dict:
@@ -78,7 +78,7 @@ def measure_inference(model_name: str, shape: tuple[int, int, int], repeats: int
 
 def _measure_in_subprocess(model_name: str, shape, repeats: int, **options) -> dict:
     code = ("import json, sys, torch; torch.set_num_threads(torch.get_num_threads());"
-            "from saunet.benchmark import measure_inference;"
+            "from saunet.experiments.benchmark import measure_inference;"
             f"print(json.dumps(measure_inference({model_name!r}, {tuple(shape)!r}, {repeats}, **{options!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -99,7 +99,7 @@ class InferenceWorker:
     """A subprocess holding one model and its input, warmed up, that times one forward pass on request."""
 
     def __init__(self, model_name: str, shape, **options):
-        code = (f"from saunet.benchmark import serve_inference; serve_inference({model_name!r}, {tuple(shape)!r}, "
+        code = (f"from saunet.experiments.benchmark import serve_inference; serve_inference({model_name!r}, {tuple(shape)!r}, "
                 f"**{options!r})")
         self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from saunet.evaluation import METRICS, summarise
+from saunet.files import atomic_path, write_text  # noqa: F401 - write_text is the reports' writer too
 
 LABELS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "precision": "Precision (%)", "recall": "Recall (%)",
           "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)"}
@@ -64,14 +64,6 @@ def paired_table(rows: list[dict], first: str, second: str, metrics=("dice", "hd
     return markdown_table(["Metric", f"{first} − {second} per case", f"{first} better", "Wilcoxon p"], body)
 
 
-def write_text(text: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _pyplot():
     import matplotlib
 
@@ -82,11 +74,9 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _pyplot().close(fig)
-    os.replace(tmp, path)
     return path
 
 

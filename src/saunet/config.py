@@ -1,0 +1,59 @@
+"""The training recipe, :class:`TrainConfig`: plain values, importable without PyTorch (the command line
+takes its defaults from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from saunet.labels import LabelMap
+from saunet.preprocessing import PreprocessingSettings
+
+LOSSES = ("bce", "dice-bce")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "sau-net"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 20
+    steps_per_epoch: int = 40
+    # Independent stacks per step: neighbouring slices are nearly alike, so more stacks beat longer ones.
+    # 0 chooses 4 stacks of 3 slices for the 2D models and 1 patch of 16 slices for unet3d: similar voxels per step.
+    batch_size: int = 0
+    stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 3 otherwise (ISA's i-1, i, i+1)
+    patch: int = 160  # in-plane crop, pixels on the network grid
+    lr: float = 1e-4  # the paper's Adam learning rate
+    loss: str = "bce"  # the paper's; "dice-bce" adds a soft Dice term
+    seed: int = 0
+    bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
+    augment: bool = True
+    # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
+    # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).
+    soft_labels: bool = False
+    in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
+    slice_axis: int | None = None  # None: found from each image's orientation
+    classes: tuple[int, ...] | None = None  # None: binary, any label > 0
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose bce or dice-bce")
+
+    @property
+    def stacks_per_step(self) -> int:
+        from saunet.models import is_volumetric  # PyTorch: not for the command line's defaults
+
+        return self.batch_size or (1 if is_volumetric(self.model) else 4)
+
+    @property
+    def slices_per_stack(self) -> int:
+        from saunet.models import is_volumetric
+
+        return self.stack or (16 if is_volumetric(self.model) else 3)
+
+    @property
+    def preprocessing(self) -> PreprocessingSettings:
+        return PreprocessingSettings(in_plane_spacing=self.in_plane_spacing)
+
+    @property
+    def label_map(self) -> LabelMap:
+        return LabelMap(self.classes)
