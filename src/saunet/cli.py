@@ -118,14 +118,18 @@ def _folds(value: str) -> str | int:
 def cmd_segment(args) -> None:
     from tqdm import tqdm
 
+    from saunet.dicom_seg import numbered, seg_path, write_dicom_seg
     from saunet.imageio import case_id, case_name, output_suffix, read_volume, write_like
     from saunet.inference import Segmenter
+    from saunet.label_tables import write_label_tables
     from saunet.orientation import OBLIQUE_WARNING_DEGREES
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
         if not path.exists():
             raise InputError(path, "no such file or folder")
+        if args.dicom_seg and not path.is_dir():
+            raise InputError(path, "--dicom-seg needs a DICOM series folder as input (a SEG references its source images)")
     segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
                           max_components=args.max_components)
     if args.levels and segmenter.label_map.classes is None:
@@ -140,7 +144,11 @@ def cmd_segment(args) -> None:
             tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
                        "the nearest anatomical axes without resampling, so less reliable", file=sys.stderr)
         labels = result.labels if args.levels or segmenter.label_map.classes is None else (result.labels > 0)
+        names = segmenter.label_map.names(levels=args.levels)
+        if args.dicom_seg:  # first: a series it cannot reference stops the job before anything is written
+            write_dicom_seg(labels.astype("uint8"), path, numbered(names), seg_path(target))
         write_like(labels.astype("uint8"), volume, target)
+        write_label_tables(names, target)
         if args.prob:
             prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))
             write_like(result.probabilities.max(0), volume, prob_path)
@@ -230,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
     p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="for a DICOM series input, also write a DICOM SEG referencing it (<case>.seg.dcm beside the "
+                        "label map), one segment per label with its name and SNOMED CT code")
     p.add_argument("--orientation", default=None, metavar="CODE",
                    help="the array layout, for headers without one: the direction each file axis (i, j, k, as NIfTI "
                         "and ITK count them) runs towards, e.g. RPS (default: the header's direction matrix)")

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The level table of every data set here (each dataset.json's "labels"): 1 T11 ... 7 L5.
+LEVELS = {1: "T11", 2: "T12", 3: "L1", 4: "L2", 5: "L3", 6: "L4", 7: "L5"}
+BODY = "vertebral body"
+
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * logits))  # overflow-free form of 1 / (1 + exp(-x))
@@ -67,6 +71,13 @@ class LabelMap:
             return (probabilities[0] > 0.5).astype(np.uint8)
         background = 1.0 - probabilities.sum(0, keepdims=True)
         return np.concatenate([background, probabilities]).argmax(0).astype(np.uint8)
+
+    def names(self, levels: bool = True) -> dict[int, str]:
+        """Label value -> name in the maps this model writes: its levels (``levels``), else one label 1 for
+        every vertebral body."""
+        if self.classes is None or not levels:
+            return {1: BODY}
+        return {value: LEVELS.get(value, f"label {value}") for value in self.classes}
 
     def to_dict(self) -> dict:
         return {"classes": None if self.classes is None else list(self.classes)}
