@@ -31,7 +31,14 @@ def test_markdown_reports_the_ratios_of_both_runtimes():
                "paired": {k: {"a_seconds": 1.0, "b_seconds": 2.0, "ratio": r, "rounds": 7}
                           for k, r in (("sau-net / unet3d", 0.39), ("sau-net / dense-unet", 1.08),
                                        ("segment process / stock", 0.34))}}
+    results["training"] = {"stack": [16, 160, 160],
+                           "paired": {"sau-net / unet3d": {"a_seconds": 1.0, "b_seconds": 2.5, "ratio": 0.42, "rounds": 7},
+                                      "sau-net / dense-unet": {"a_seconds": 1.0, "b_seconds": 0.9, "ratio": 1.06,
+                                                               "rounds": 7}},
+                           "epoch_seconds": {"lumbar-t2": {"plain NCHW": 40.0, "channels-last": 30.0}}}
     text = benchmark_markdown(results)
+    assert "| sau-net / unet3d | 1.00 | 2.50 | 0.42 | ≤ 0.50 (paper 0.33) |" in text
+    assert "| lumbar-t2 | 40.0 | 30.0 | 0.75 |" in text
     assert "(steal): 25%" in text
     assert "| sau-net / unet3d inference time | 0.25 | 0.39 | 0.25 | ≤ 0.40 |" in text
     assert "| sau-net / dense-unet inference time | 1.11 | 1.08 | 1.11 | ≤ 1.10 |" in text

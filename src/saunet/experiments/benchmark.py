@@ -84,9 +84,30 @@ def _measure_in_subprocess(model_name: str, shape, repeats: int, **options) -> d
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def serve_inference(model_name: str, shape, **options) -> None:
-    """Worker loop: warm up, then time one forward pass per line read from stdin, printing the seconds."""
-    run = _inference_runner(model_name, shape, **options)
+def _training_runner(model_name: str, shape: tuple[int, int, int], channels_last: bool = True,
+                     model_kwargs: dict | None = None):
+    """A function that runs one training step of ``model_name`` (forward, BCE loss, backward, Adam) on a fixed
+    random stack of ``shape``, as :func:`saunet.training.training_step` does, in the training memory format."""
+    from saunet.training import segmentation_loss, training_form
+
+    torch.manual_seed(0)
+    model = training_form(create(model_name, **(model_kwargs or {})), channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(1, 1, *shape)
+    target = (torch.rand(1, 1, *shape) > 0.7).float()
+
+    def step():
+        loss = segmentation_loss(model(x), target, "bce")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def serve_inference(model_name: str, shape, training: bool = False, **options) -> None:
+    """Worker loop: warm up, then time one forward pass (or, with ``training``, one training step) per line
+    read from stdin, printing the seconds."""
+    run = (_training_runner if training else _inference_runner)(model_name, shape, **options)
     run()
     print("ready", flush=True)
     for _ in sys.stdin:
@@ -96,7 +117,8 @@ def serve_inference(model_name: str, shape, **options) -> None:
 
 
 class InferenceWorker:
-    """A subprocess holding one model and its input, warmed up, that times one forward pass on request."""
+    """A subprocess holding one model and its input, warmed up, that times one forward pass (``training=True``:
+    one training step) on request."""
 
     def __init__(self, model_name: str, shape, **options):
         code = (f"from saunet.experiments.benchmark import serve_inference; serve_inference({model_name!r}, {tuple(shape)!r}, "
@@ -145,14 +167,15 @@ def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float
     return 2 * size**3 / seconds / 1e9
 
 
-def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2) -> float:
-    """Seconds of one training epoch of the default configuration (``TrainConfig``) on the real data."""
+def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2, channels_last: bool = True) -> float:
+    """Seconds of one training epoch of the default configuration (``TrainConfig``) on the real data, sampling
+    and augmentation included."""
     from saunet.datasets import list_cases
-    from saunet.training import TrainConfig, prepare_cases, training_step
+    from saunet.training import TrainConfig, prepare_cases, training_form, training_step
 
-    config = TrainConfig(model=model_name, loss="dice-bce", lr=1e-3)
+    config = TrainConfig(model=model_name, loss="dice-bce", lr=1e-3, channels_last=channels_last)
     cases = prepare_cases(list_cases(data)[:4], config, progress=False)
-    model = create(model_name).train()
+    model = training_form(create(model_name), channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(0)
 
@@ -222,6 +245,7 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
     scans = sorted((data / "imagesTr").glob("*.nii.gz"))
     results["segment_process_seconds"] = segment_process_seconds(scans[0], None)
     results["paired"] = paired_ratios(scans[0], lumbar, rounds=2 * repeats + 1)
+    results["training"] = training_costs(data, rounds=2 * repeats + 1)
     results["cpu_paths"] = cpu_paths(lumbar, repeats, results["bf16_native"])
     results["pipeline_paths"] = pipeline_paths(scans[:3], results["bf16_native"])
     times_after = _cpu_times()
@@ -236,6 +260,36 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
         write_text(text, markdown_path)
     print(text)
     return results
+
+
+TRAIN_STACK = (16, 160, 160)  # the training-cost issue's stack
+
+
+def paired_training_ratios(shape, rounds: int) -> dict:
+    """The training-cost issue's ratios: one training step on the same stack, the two models taking turns in
+    two warm processes; SAU-Net both in the training form and in the plain one (NCHW) it replaced."""
+    ratios = {}
+    for (a, a_options), b in (((("sau-net", {})), "unet3d"), ((("sau-net", {})), "dense-unet"),
+                              ((("sau-net", {"channels_last": False})), "unet3d")):
+        name = f"{a}{'' if a_options.get('channels_last', True) else ' (plain NCHW)'} / {b}"
+        workers = [InferenceWorker(a, shape, training=True, **a_options), InferenceWorker(b, shape, training=True)]
+        try:
+            ratios[name] = paired_seconds(*workers, rounds)
+        finally:
+            for worker in workers:
+                worker.close()
+    return ratios
+
+
+def training_costs(data: Path, rounds: int) -> dict:
+    """The training-cost issue's figures: paired training-step ratios on one stack, and SAU-Net's seconds per
+    epoch of the default recipe in the plain and the channels-last training form, on every data set beside
+    ``data`` (lumbar-t2 and lumbar-water-fat)."""
+    sets = [d for d in sorted(data.parent.iterdir()) if (d / "imagesTr").is_dir()]
+    return {"stack": list(TRAIN_STACK), "paired": paired_training_ratios(TRAIN_STACK, rounds),
+            "epoch_seconds": {d.name: {form: training_seconds_per_epoch("sau-net", d, steps=5, channels_last=cl)
+                                       for form, cl in (("plain NCHW", False), ("channels-last", True))}
+                              for d in sets}}
 
 
 def paired_ratios(scan: Path, shape, rounds: int) -> dict:
@@ -304,6 +358,26 @@ def pipeline_paths(scans: list[Path], bf16: bool) -> dict:
                 dice.append(overlap_metrics(labels > 0, ref > 0)["dice"])
             out[name] = {"seconds": statistics.median(times), "min_dice_vs_float32": min(dice)}
     return out
+
+
+def training_markdown(training: dict | None) -> list[str]:
+    if not training:
+        return []
+    stack = "x".join(map(str, training["stack"]))
+    rows = [[name, f"{r['a_seconds']:.2f}", f"{r['b_seconds']:.2f}", f"{r['ratio']:.2f}",
+             {"sau-net / unet3d": "≤ 0.50 (paper 0.33)", "sau-net / dense-unet": "≤ 1.10"}.get(name, "")]
+            for name, r in training["paired"].items()]
+    epochs = [[name, *(f"{v:.1f}" for v in forms.values()), f"{forms['channels-last'] / forms['plain NCHW']:.2f}"]
+              for name, forms in training["epoch_seconds"].items()]
+    return [
+        f"## Training cost (one step: forward, loss, backward, Adam, on one {stack} stack)\n",
+        "Paired as above, each model in its own warm process, in its training form (the 2D models channels-last, "
+        "`saunet.training.training_form`); the last row is SAU-Net in the plain NCHW form it had before.\n",
+        markdown_table(["ratio", "s first", "s second", "paired ratio", "target"], rows),
+        "SAU-Net seconds per epoch of the default recipe (40 steps of 4 stacks of 3 slices, 160x160 crops, sampling "
+        "and augmentation included; 4 scans of each set, median of 5 steps):\n",
+        markdown_table(["data set", "plain NCHW", "channels-last", "ratio"], epochs),
+    ]
 
 
 def benchmark_markdown(results: dict) -> str:
@@ -380,6 +454,7 @@ def benchmark_markdown(results: dict) -> str:
         markdown_table(["path", "seconds per scan", "lowest Dice against float32 masks"],
                        [[name, f"{r['seconds']:.2f}", f"{r['min_dice_vs_float32']:.4f}"]
                         for name, r in results["pipeline_paths"].items()]),
+        *training_markdown(results.get("training")),
         "What each speed-up bought, measured when it was made, and what was tried and not kept: "
         "[speed-ups.md](speed-ups.md).\n",
     ])
