@@ -65,6 +65,14 @@ def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[s
 
     A model with ``boundary_terms`` (sau-net) is exported as :class:`ChunkGraph`, otherwise as image -> logits;
     both in their :func:`inference_form`.
+
+    Args:
+        model: a model of :mod:`saunet.models` (its ``slice_halo`` goes into the metadata).
+        onnx_path: the file to write.
+        metadata: further metadata entries (key -> string), e.g. the checkpoint record.
+
+    Returns:
+        ``onnx_path``.
     """
     import onnx
 

@@ -53,6 +53,16 @@ def forward_in_chunks(fn, image: np.ndarray, halo: int | None, chunk: int) -> np
 def predict_logits(model, image: np.ndarray, halo: int | None, chunk: int) -> np.ndarray:
     """Logits (1, K, D, H, W) of ``model`` for ``image`` (1, 1, D, H, W), in chunks of at most ``chunk`` slices.
 
+    Args:
+        model: an :class:`OnnxModel` or :class:`TorchModel` (any callable from (1, 1, D, H, W) to logits).
+        image: the prepared volume on the network grid, float32 (1, 1, D, H, W).
+        halo: slices on each side one output slice depends on (the model's ``slice_halo``); None runs the
+            whole volume at once.
+        chunk: slices per chunk; 0 runs the whole volume at once.
+
+    Returns:
+        float32 logits (1, K, D, H, W), those of a whole-volume pass (to float rounding).
+
     A model whose slices each take one term from each neighbour (``has_boundary_terms``: SAU-Net, halo 1)
     decodes every chunk on its own, then adds to the two slices either side of each boundary between chunks
     the terms they missed, from the two slices' features (``boundary_terms``): every slice's features are
