@@ -114,3 +114,20 @@ def test_evaluate_command_pairs_nnunet_names_and_writes_reports(tmp_path):
     summary = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["summary"]
     assert summary["dice"]["mean"] == pytest.approx((2 * 360 / 760 + 1) / 2, abs=1e-5)
     assert "± " in (tmp_path / "m.md").read_text(encoding="utf-8")
+
+
+def test_body_wise_scores_ignore_unannotated_levels_and_name_levels():
+    from saunet.evaluation import body_metrics
+
+    ref = np.zeros((4, 40, 10), np.uint8)
+    ref[:, 2:8] = 3  # L1
+    ref[:, 12:18] = 4  # L2
+    ref[:, 22:28] = 5  # L3: missed by the prediction
+    pred = np.zeros_like(ref)
+    pred[:, 2:8] = 3
+    pred[:, 12:16] = 5  # found (Dice 0.8) but named L3
+    pred[:, 32:38] = 2  # a body at T12, which this reference leaves unannotated: not counted
+    scores = body_metrics(pred, ref)
+    assert scores["bodies"] == 3
+    assert scores["body_dice"] == pytest.approx((1.0 + 0.8 + 0.0) / 3)
+    assert scores["bodies_found"] == pytest.approx(2 / 3) and scores["bodies_named"] == pytest.approx(1 / 3)

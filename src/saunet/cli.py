@@ -162,15 +162,16 @@ def cmd_segment(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from saunet.evaluation import METRICS, evaluate_folders, summarise, write_csv, write_json
+    from saunet.evaluation import BODY_METRICS, METRICS, evaluate_folders, summarise, write_csv, write_json
     from saunet.experiments.reports import metrics_table, write_text
 
-    rows = evaluate_folders(Path(args.pred), Path(args.ref))
-    write_csv(rows, Path(args.csv), ["case", *METRICS])
-    summary = summarise(rows)
+    rows = evaluate_folders(Path(args.pred), Path(args.ref), per_body=args.per_body)
+    metrics = [*METRICS, *BODY_METRICS] if args.per_body else list(METRICS)
+    write_csv(rows, Path(args.csv), ["case", *metrics, *(["bodies"] if args.per_body else [])])
+    summary = summarise(rows, metrics)
     if args.json:
         write_json({"command": command_line(), "summary": summary, "cases": rows}, Path(args.json))
-    table = metrics_table([{**r, "model": Path(args.pred).name} for r in rows])
+    table = metrics_table([{**r, "model": Path(args.pred).name} for r in rows], metrics=metrics)
     if args.markdown:
         write_text(f"# Evaluation\n\nCommand: `{command_line()}`\n\n{table}", Path(args.markdown))
     print(table)
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="per-case CSV to write")
     p.add_argument("--json", help="summary and cases as JSON")
     p.add_argument("--markdown", help="summary table as Markdown")
+    p.add_argument("--per-body", action="store_true",
+                   help="also body-wise scores: each reference body (label value) against the predicted components "
+                        "that overlap it; predictions at unannotated levels do not count")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model", description="Train one model on a data set.")

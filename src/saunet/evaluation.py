@@ -74,6 +74,35 @@ def label_metrics(pred: np.ndarray, ref: np.ndarray, spacing, classes: list[int]
     return row
 
 
+BODY_METRICS = ("body_dice", "bodies_found", "bodies_named")
+FOUND_DICE = 0.5  # a reference body counts as found when the predicted components overlapping it reach this Dice
+
+
+def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Body-wise scores, how data sets with different protocols are compared: for each reference body (each
+    label value of ``ref``), the predicted components (of ``pred > 0``) that overlap it, scored against it.
+    Predicted bodies that overlap no reference body (levels the reference leaves unannotated) do not count.
+
+    Returns the mean body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly
+    (the most frequent predicted label inside the body is the body's own; meaningful for level maps).
+    """
+    from saunet.postprocessing import label_components
+
+    components = label_components(pred > 0)
+    dices, named = [], []
+    for value in (int(v) for v in np.unique(ref) if v > 0):
+        body = ref == value
+        touching = np.unique(components[body])
+        predicted = np.isin(components, touching[touching > 0])
+        dices.append(overlap_metrics(predicted, body)["dice"])
+        votes = np.bincount(pred[body & (pred > 0)].astype(np.int64))
+        named.append(bool(votes.size) and int(votes.argmax()) == value)
+    if not dices:
+        return {"body_dice": math.nan, "bodies_found": math.nan, "bodies_named": math.nan, "bodies": 0}
+    return {"body_dice": float(np.mean(dices)), "bodies_found": float(np.mean([d >= FOUND_DICE for d in dices])),
+            "bodies_named": float(np.mean(named)), "bodies": len(dices)}
+
+
 def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric (an infinite distance makes the mean infinite)."""
     summary = {}
@@ -122,18 +151,20 @@ def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
     return [(name, preds[name], refs[name]) for name in sorted(refs)]
 
 
-def evaluate_pair(pred_path: Path, ref_path: Path, classes: list[int] | None = None) -> dict[str, float]:
+def evaluate_pair(pred_path: Path, ref_path: Path, classes: list[int] | None = None,
+                  per_body: bool = False) -> dict[str, float]:
     pred, ref = read_volume(pred_path), read_volume(ref_path)
     mismatch = same_geometry(pred, ref)
     if mismatch:
         raise InputError(pred_path, f"geometry differs from the reference {ref_path.name}: {mismatch}")
-    return label_metrics(pred.array, ref.array, ref.spacing, classes)
+    row = label_metrics(pred.array, ref.array, ref.spacing, classes)
+    return {**row, **body_metrics(pred.array, ref.array)} if per_body else row
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, progress: bool = True) -> list[dict]:
+def evaluate_folders(pred_dir: Path, ref_dir: Path, progress: bool = True, per_body: bool = False) -> list[dict]:
     from tqdm import tqdm
 
     rows = []
     for name, pred, ref in tqdm(pair_folders(pred_dir, ref_dir), desc="evaluating", disable=None if progress else True):
-        rows.append({"case": name, **evaluate_pair(pred, ref)})
+        rows.append({"case": name, **evaluate_pair(pred, ref, per_body=per_body)})
     return rows

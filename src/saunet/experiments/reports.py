@@ -11,8 +11,9 @@ from saunet.evaluation import METRICS, summarise
 from saunet.files import atomic_path, write_text  # noqa: F401 - write_text is the reports' writer too
 
 LABELS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "precision": "Precision (%)", "recall": "Recall (%)",
-          "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)"}
-PERCENT = {"dice", "jaccard", "precision", "recall"}
+          "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)", "body_dice": "body-wise Dice (%)",
+          "bodies_found": "bodies found (%)", "bodies_named": "bodies named (%)"}
+PERCENT = {"dice", "jaccard", "precision", "recall", "body_dice", "bodies_found", "bodies_named"}
 
 
 def mean_std(stats: dict, metric: str) -> str:
