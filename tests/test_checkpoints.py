@@ -72,3 +72,42 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("writer failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def column(levels: list[int], votes: list[int], gap: int = 3, height: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A column of bodies from the top (array index 0 at superior when read with sign -1) down: the bodies'
+    true ``levels`` (0: no level, e.g. the sacrum) and the level each one's probabilities favour (``votes``)."""
+    depth = len(levels) * (height + gap) + gap
+    truth = np.zeros((depth, 8, 3), np.uint8)
+    probabilities = np.zeros((7, depth, 8, 3), np.float32)
+    for i, (level, vote) in enumerate(zip(levels, votes)):
+        rows = slice(gap + i * (height + gap), gap + i * (height + gap) + height)
+        truth[rows, 1:7] = level
+        probabilities[vote - 1, rows, 1:7] = 0.6
+        probabilities[:, rows, 1:7] += 0.05
+    return truth, probabilities
+
+
+@pytest.mark.parametrize("case,levels,votes", [
+    ("every level", [1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7]),
+    ("T11 and T12 out of view", [3, 4, 5, 6, 7], [3, 4, 5, 6, 7]),
+    ("two bodies vote L2", [1, 2, 3, 4, 5, 6, 7], [1, 2, 4, 4, 5, 6, 7]),
+    ("a body votes wrongly", [2, 3, 4, 5, 6, 7], [2, 3, 6, 5, 6, 7]),
+    ("a sacrum below L5 votes L5", [1, 2, 3, 4, 5, 6, 7, 0], [1, 2, 3, 4, 5, 6, 7, 7]),
+    ("a T10 above T11 votes T11", [0, 1, 2, 3, 4, 5, 6, 7], [1, 1, 2, 3, 4, 5, 6, 7]),
+])
+def test_levels_run_without_gap_from_the_whole_sequence(case, levels, votes):
+    from saunet.postprocessing import assign_levels
+
+    truth, probabilities = column(levels, votes)
+    decoded = LabelMap((1, 2, 3, 4, 5, 6, 7)).decode(probabilities)
+    assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
+    assert np.array_equal(assigned, truth), case
+
+
+def test_levels_follow_the_superior_direction():
+    from saunet.postprocessing import assign_levels
+
+    truth, probabilities = column([3, 4, 5], [3, 4, 5])
+    flipped = assign_levels(truth[::-1] > 0, probabilities[:, ::-1], (1.0, 1.0, 1.0), 1.0, superior=(0, 1))
+    assert np.array_equal(flipped, truth[::-1])

@@ -27,7 +27,8 @@ def test_sampled_stacks_hold_consecutive_slices():
     slice_index = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 40, 40)).copy()
     case = PreparedCase("c", slice_index, (slice_index > 3).astype(np.uint8))
     config = TrainConfig(stack=3, patch=32, batch_size=6)
-    images, labels = sample_batch([case], config, np.random.default_rng(0))
+    images, labels, known = sample_batch([case], config, np.random.default_rng(0))
+    assert known.dtype == torch.bool and bool(known.all())
     assert images.shape == (6, 1, 3, 32, 32) and labels.shape == (6, 1, 3, 32, 32)
     for stack, label in zip(images[:, 0].numpy(), labels[:, 0].numpy()):
         first = stack[0, 0, 0]
@@ -83,7 +84,7 @@ def test_soft_labels_sample_and_augment_fractions():
     fractions = np.clip(np.random.default_rng(1).normal(0.5, 0.3, size=(1, 5, 40, 40)), 0, 1).astype(np.float32)
     case = PreparedCase("c", image, (fractions[0] > 0.5).astype(np.uint8), fractions=fractions)
     config = TrainConfig(stack=5, patch=40, batch_size=2, soft_labels=True)
-    images, targets = sample_batch([case], config, np.random.default_rng(0))
+    images, targets, _ = sample_batch([case], config, np.random.default_rng(0))
     assert torch.equal(targets[0], torch.from_numpy(fractions))  # whole case: the crop is everything
     _, augmented = augment(images, targets, np.random.default_rng(1), soft=True)
     assert augmented.shape == targets.shape and 0 <= augmented.min() and augmented.max() <= 1
@@ -197,3 +198,62 @@ def test_channels_last_training_form_gives_the_same_loss_and_gradients(model):
     assert torch.allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-5), name
+
+
+def test_marginal_loss_is_the_plain_loss_when_every_class_is_annotated():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5, 5)
+    target = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 3, 5, 5)), 4).permute(0, 4, 1, 2, 3)[:, 1:].float()
+    known = torch.ones(2, 3, dtype=torch.bool)
+    from saunet.training import marginal_cross_entropy
+
+    plain = segmentation_loss(logits, target, "dice-bce")
+    assert segmentation_loss(logits, target, "dice-bce", known).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert marginal_cross_entropy(logits, target, known).item() == pytest.approx(
+        segmentation_loss(logits, target, "bce").item(), rel=1e-5)
+
+
+def test_unannotated_class_is_not_taught_as_background():
+    """A voxel left 0 by a data set that does not annotate class 2 may be class 2: moving its probability
+    between background and class 2 leaves the loss unchanged, where a fully annotated set penalises it."""
+    torch.manual_seed(1)
+    logits = torch.randn(1, 4, 1, 6, 6)
+    target = torch.zeros(1, 3, 1, 6, 6)
+    target[:, 0, :, :3] = 1  # class 1 labelled on half the slice, the rest left 0
+    swapped = logits.clone()
+    swapped[:, [0, 2]] = logits[:, [2, 0]]  # background <-> class 2
+    partial = torch.tensor([[True, False, True]])
+    full = torch.ones(1, 3, dtype=torch.bool)
+    loss = lambda x, known: segmentation_loss(x, target, "dice-bce", known).item()  # noqa: E731
+    assert loss(logits, partial) == pytest.approx(loss(swapped, partial), rel=1e-6)
+    assert loss(logits, full) != pytest.approx(loss(swapped, full), rel=1e-3)
+
+
+def test_two_data_sets_with_partial_labels_train(tmp_path):
+    """A set annotating levels 1-3 and one annotating 2-3 (its level-1 bodies left 0) train one level model;
+    each set is drawn, and each case knows what its set annotates."""
+    import json
+
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+    from saunet.imageio import read_volume, write_like
+    from saunet.training import draw_case, prepare_cases
+
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    write_cohort(full, 2, seed=0, shape=(5, 40, 40), vertebrae=3)
+    write_cohort(partial, 2, seed=5, shape=(5, 40, 40), vertebrae=3)
+    for label_path in (partial / "labelsTr").iterdir():
+        label = read_volume(label_path)
+        write_like(np.where(label.array == 1, 0, label.array).astype(np.uint8), label, label_path)
+    meta = json.loads((partial / "dataset.json").read_text())
+    (partial / "dataset.json").write_text(json.dumps({**meta, "annotated_labels": [2, 3]}))
+    cases = list_cases(full) + list_cases(partial)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32,
+                         batch_size=2, classes=(1, 2, 3), loss="dice-bce")
+    prepared = prepare_cases(cases, config, progress=False)
+    assert [c.known.tolist() for c in prepared] == [[True] * 3] * 2 + [[False, True, True]] * 2
+    drawn = {draw_case(prepared, np.random.default_rng(s)).dataset for s in range(20)}
+    assert drawn == {"full", "partial"}
+    train(config, cases[:1] + cases[2:], cases[1:2], tmp_path / "run", progress=False)
+    checkpoint = Checkpoint.load(tmp_path / "run" / "checkpoint_last.pt")
+    assert checkpoint.label_map.classes == (1, 2, 3) and checkpoint.epoch == 1

@@ -77,12 +77,12 @@ def cmd_train(args) -> None:
     from saunet.datasets import list_cases
 
     config = _training_config(args, args.model)
-    cases = list_cases(args.data, args.layout)
+    cases = [case for data in args.data for case in list_cases(data, args.layout)]
     order = np.random.default_rng(args.seed).permutation(len(cases))
     val = [cases[i] for i in order[: args.val]]
     train_cases = [cases[i] for i in order[args.val :]]
     if not train_cases:
-        raise InputError(args.data, f"{len(cases)} case(s) leave none for training after {args.val} for validation")
+        raise InputError(", ".join(args.data), f"{len(cases)} case(s) leave none for training after {args.val} for validation")
     from saunet.training import train
 
     _set_threads(args.threads)
@@ -271,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "that overlap it; predictions at unannotated levels do not count")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("train", help="train a model", description="Train one model on a data set.")
-    p.add_argument("--data", required=True, help="data-set folder")
+    p = sub.add_parser("train", help="train a model",
+                       description="Train one model on one or several data sets. Where a data set's dataset.json "
+                                   "lists annotated_labels, its unlabelled voxels may be any unannotated class: "
+                                   "the loss merges them with background (partial labels).")
+    p.add_argument("--data", required=True, action="append",
+                   help="data-set folder; repeat for several (each sampled equally often)")
     p.add_argument("--layout", default=None, help="nnunet, mrspineseg, spider or folders (default: detected)")
     p.add_argument("--model", default="sau-net", help="sau-net, dense-unet, unet2d or unet3d")
     p.add_argument("--out", required=True, help="run folder for checkpoints and metrics.csv")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,10 @@ class Case:
     name: str
     image: Path
     label: Path | None
+    # Label values the data set annotates (dataset.json "annotated_labels"); None: every foreground value is
+    # annotated, so an unlabelled voxel is background. Elsewhere an unlabelled voxel may be an unannotated level.
+    annotated: tuple[int, ...] | None = None
+    dataset: str = ""
 
 
 def _images(folder: Path) -> list[Path]:
@@ -68,7 +72,23 @@ def list_cases(root: str | Path, layout: str | None = None) -> list[Case]:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not cases:
         raise InputError(root, f"no images found in the {layout} layout")
-    return cases
+    annotated = annotated_labels(root)
+    return [replace(c, annotated=annotated, dataset=root.name) for c in cases]
+
+
+def annotated_labels(root: Path) -> tuple[int, ...] | None:
+    """The label values ``root/dataset.json`` says its masks annotate (``annotated_labels``); None if it says
+    nothing (every value is annotated)."""
+    import json
+
+    meta = root / "dataset.json"
+    if not meta.exists():
+        return None
+    try:
+        values = json.loads(meta.read_text(encoding="utf-8")).get("annotated_labels")
+    except ValueError as err:
+        raise InputError(meta, f"unreadable dataset.json ({err})") from None
+    return None if values is None else tuple(sorted(int(v) for v in values))
 
 
 def read_case(case: Case, allowed_labels: set[int] | None = None) -> tuple[Volume, Volume]:

@@ -238,5 +238,6 @@ class Segmenter:
         logits = predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0]
         probabilities = self.preprocessor.inverse(self.label_map.probabilities(logits), grid)
         raw = self.label_map.decode(probabilities)
-        labels = postprocess(raw, volume.spacing, self.postprocessing)
+        superior = (layout.axes[1], -1 if layout.flips[1] else 1)  # the stored axis that runs cranio-caudally
+        labels = postprocess(raw, volume.spacing, self.postprocessing, probabilities, superior)
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout)

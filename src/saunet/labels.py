@@ -72,6 +72,13 @@ class LabelMap:
         background = 1.0 - probabilities.sum(0, keepdims=True)
         return np.concatenate([background, probabilities]).argmax(0).astype(np.uint8)
 
+    def known(self, annotated: tuple[int, ...] | None) -> np.ndarray:
+        """(K,) bool: which classes 1..K a data set annotating the label values ``annotated`` labels (None: all).
+        A voxel left 0 there may belong to a class it does not annotate: unknown, not background."""
+        if self.classes is None or annotated is None:
+            return np.ones(self.out_channels, dtype=bool)
+        return np.array([value in annotated for value in self.classes])
+
     def names(self, levels: bool = True) -> dict[int, str]:
         """Label value -> name in the maps this model writes: its levels (``levels``), else one label 1 for
         every vertebral body."""

@@ -44,8 +44,50 @@ def clean_mask(mask: np.ndarray, spacing: tuple[float, ...], min_mm3: float, max
     return keep[components]
 
 
-def postprocess(labels: np.ndarray, spacing: tuple[float, ...], settings: PostprocessingSettings) -> np.ndarray:
-    """Classes 0..K on the input's grid -> the same with the foreground's components cleaned
-    (:func:`clean_mask`); the classes of the voxels kept are unchanged."""
+def postprocess(labels: np.ndarray, spacing: tuple[float, ...], settings: PostprocessingSettings,
+                probabilities: np.ndarray | None = None, superior: tuple[int, int] | None = None) -> np.ndarray:
+    """Classes 0..K on the input's grid -> the same, cleaned.
+
+    A level model (K > 1 classes, with its ``probabilities`` (K, ...) and the ``superior`` direction: the array
+    axis that runs cranio-caudally and +1 or -1 for whether its index grows towards superior) gets
+    :func:`assign_levels`: islands removed, then one consecutive run of levels over the bodies from the top down.
+    Otherwise islands are removed and the ``max_components`` largest components kept (:func:`clean_mask`); the
+    classes of the voxels kept are unchanged.
+    """
+    if probabilities is not None and probabilities.shape[0] > 1 and superior is not None:
+        return assign_levels(labels, probabilities, spacing, settings.min_component_mm3, superior)
     foreground = clean_mask(labels > 0, spacing, settings.min_component_mm3, settings.max_components)
     return np.where(foreground, labels, 0).astype(np.uint8)
+
+
+def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
+                  superior: tuple[int, int]) -> np.ndarray:
+    """Level-consistent labels: each body (connected component of the foreground, islands under ``min_mm3``
+    removed) gets one level, the levels run 1..K from the most superior body down without a gap, and which
+    run is chosen from the whole sequence: the offset that maximises the summed level probability of the
+    bodies. A body the run would place outside 1..K (a T10 above, the sacrum below) becomes background.
+    (K, ...) ``probabilities`` of levels 1..K; returns classes 0..K (uint8)."""
+    components = label_components(clean_mask(labels > 0, spacing, min_mm3))
+    count = int(components.max())
+    if count == 0:
+        return np.zeros(labels.shape, np.uint8)
+    levels = probabilities.shape[0]
+    index = components.ravel()
+    votes = np.stack([np.bincount(index, weights=p.ravel(), minlength=count + 1)[1:] for p in probabilities], 1)
+    axis, sign = superior
+    along = [1] * labels.ndim
+    along[axis] = -1
+    coordinate = np.broadcast_to(np.arange(labels.shape[axis], dtype=np.float64).reshape(along) * sign, labels.shape)
+    height = (np.bincount(index, weights=coordinate.ravel(), minlength=count + 1)[1:]
+              / np.bincount(index, minlength=count + 1)[1:])
+    top_down = np.argsort(-height)  # component indices (0-based) from the most superior body
+
+    def score(offset: int) -> float:
+        return sum(votes[c, offset + i] for i, c in enumerate(top_down) if 0 <= offset + i < levels)
+
+    offset = max(range(-count + 1, levels), key=score)
+    level_of = np.zeros(count + 1, np.uint8)
+    for i, c in enumerate(top_down):
+        if 0 <= offset + i < levels:
+            level_of[c + 1] = offset + i + 1
+    return level_of[components]

@@ -35,6 +35,8 @@ class PreparedCase:
     label: np.ndarray  # uint8 (D, H, W), classes 0..K
     components: int = 0  # connected components of the foreground on the label's own grid
     fractions: np.ndarray | None = None  # float32 (K, D, H, W): the share of each pixel classes 1..K cover
+    known: np.ndarray | None = None  # (K,) bool: the classes its data set annotates (None: all)
+    dataset: str = ""
 
 
 def foreground_onehot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -72,17 +74,30 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
                      if config.soft_labels else None)
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
-                                     component_count(labels), fractions))
+                                     component_count(labels), fractions, config.label_map.known(case.annotated),
+                                     case.dataset))
     return prepared
 
 
+def draw_case(cases: list[PreparedCase], rng: np.random.Generator) -> PreparedCase:
+    """A random case; with several data sets, first a data set (each equally often), then one of its cases,
+    so a small set is not drowned by a large one."""
+    sets = sorted({case.dataset for case in cases})
+    if len(sets) > 1:
+        chosen = sets[rng.integers(len(sets))]
+        cases = [case for case in cases if case.dataset == chosen]
+    return cases[rng.integers(len(cases))]
+
+
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
-    """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images and (B, K, S, P, P)
-    float targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``)."""
+    """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images, (B, K, S, P, P) float
+    targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``) and (B, K) bool,
+    the classes each stack's data set annotates."""
     classes = config.label_map.out_channels
-    images, targets = [], []
+    images, targets, known = [], [], []
     for _ in range(config.stacks_per_step):
-        case = cases[rng.integers(len(cases))]
+        case = draw_case(cases, rng)
+        known.append(case.known if case.known is not None else np.ones(classes, dtype=bool))
         d, h, w = case.image.shape
         s = min(config.slices_per_stack, d)
         start = rng.integers(d - s + 1)
@@ -103,7 +118,7 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
         targets.append(np.pad(target, [(0, 0), *pad]))
-    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(targets))
+    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(known))
 
 
 def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False):
@@ -130,12 +145,22 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
     return images * gain + shift, targets
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, known: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (binary, one channel) or cross-entropy (K+1 channels) against (B, K, ...) targets for classes 1..K
-    (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce'."""
+    (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce'.
+
+    ``known`` (B, K) bool marks the classes each sample's data set annotates. Where some are not, a voxel left
+    unlabelled may be any of them: its cross-entropy is that of the merged class "background or an
+    unannotated class" (the marginal loss of partially labelled segmentation), and the Dice term averages
+    over annotated classes only. All known (or None) is the plain loss.
+    """
+    partial = known is not None and logits.shape[1] > 1 and not bool(known.all())
     if logits.shape[1] == 1:
         loss = F.binary_cross_entropy_with_logits(logits, target)
         probs = torch.sigmoid(logits)
+    elif partial:
+        loss = marginal_cross_entropy(logits, target, known)
+        probs = torch.softmax(logits, 1)[:, 1:]
     else:
         background = (1 - target.sum(1, keepdim=True)).clamp(min=0)
         loss = F.cross_entropy(logits, torch.cat([background, target], 1))
@@ -143,8 +168,20 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> 
     if kind == "dice-bce":
         dims = tuple(range(2, logits.ndim))
         dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
-        loss = loss + 1 - dice.mean()
+        loss = loss + 1 - (dice[known].mean() if partial else dice.mean())
     return loss
+
+
+def marginal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy in which each sample's unlabelled share counts for background and its unannotated classes
+    together: -sum_k t_k log p_k - t_0 log(p_0 + sum of p_u over unannotated u). (B, K+1, ...) logits,
+    (B, K, ...) targets, (B, K) bool."""
+    log_probs = torch.log_softmax(logits, 1)
+    merged_classes = torch.cat([torch.ones_like(known[:, :1]), ~known], 1)  # background and unannotated
+    shape = (*merged_classes.shape, *([1] * (logits.ndim - 2)))
+    merged = torch.logsumexp(log_probs.masked_fill(~merged_classes.view(shape), float("-inf")), 1)
+    background = (1 - target.sum(1)).clamp(min=0)
+    return -((target * log_probs[:, 1:]).sum(1) + background * merged).mean()
 
 
 def predict_network_grid(model: torch.nn.Module, image: np.ndarray, label_map: LabelMap, bf16: bool = False) -> np.ndarray:
@@ -156,9 +193,11 @@ def predict_network_grid(model: torch.nn.Module, image: np.ndarray, label_map: L
     return label_map.probabilities(logits)
 
 
-def mean_class_dice(predicted: np.ndarray, reference: np.ndarray, classes: int) -> float:
-    """Mean Dice over classes 1..K of two class maps (for K = 1: the binary Dice ``saunet evaluate`` gives)."""
-    return float(np.mean([overlap_metrics(predicted == k, reference == k)["dice"] for k in range(1, classes + 1)]))
+def mean_class_dice(predicted: np.ndarray, reference: np.ndarray, classes: int, known: np.ndarray | None = None) -> float:
+    """Mean Dice over classes 1..K of two class maps (for K = 1: the binary Dice ``saunet evaluate`` gives);
+    with ``known`` (K,) bool, over the classes the reference annotates only."""
+    scored = [k for k in range(1, classes + 1) if known is None or known[k - 1]]
+    return float(np.mean([overlap_metrics(predicted == k, reference == k)["dice"] for k in scored]))
 
 
 def training_form(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
@@ -173,13 +212,13 @@ def training_form(model: torch.nn.Module, channels_last: bool = True) -> torch.n
 def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
                   config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
     """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
-    images, targets = sample_batch(cases, config, rng)
+    images, targets, known = sample_batch(cases, config, rng)
     if config.augment:
         images, targets = augment(images, targets, rng, config.soft_labels)
-    images, targets = images.to(device), targets.to(device)
+    images, targets, known = images.to(device), targets.to(device), known.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
-    loss = segmentation_loss(logits.float(), targets, config.loss)
+    loss = segmentation_loss(logits.float(), targets, config.loss, known)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -266,7 +305,7 @@ def validate(run: TrainingRun) -> float:
     """Mean Dice of the validation cases on the network grid (NaN without validation cases)."""
     label_map = run.config.label_map
     scores = [mean_class_dice(label_map.decode(predict_network_grid(run.model, case.image, label_map, run.config.bf16)),
-                              case.label, label_map.out_channels) for case in run.val_data]
+                              case.label, label_map.out_channels, case.known) for case in run.val_data]
     return float(np.mean(scores)) if scores else float("nan")
 
 
