@@ -111,3 +111,17 @@ def test_levels_follow_the_superior_direction():
     truth, probabilities = column([3, 4, 5], [3, 4, 5])
     flipped = assign_levels(truth[::-1] > 0, probabilities[:, ::-1], (1.0, 1.0, 1.0), 1.0, superior=(0, 1))
     assert np.array_equal(flipped, truth[::-1])
+
+
+def test_a_merged_column_is_split_into_its_levels():
+    """Bodies that touch through their discs form one foreground component; its large regions of different
+    levels are bodies of their own, a small piece with the neighbour's level is dropped."""
+    from saunet.postprocessing import assign_levels
+
+    truth, probabilities = column([3, 4, 5], [3, 4, 5], gap=0)
+    decoded = LabelMap((1, 2, 3, 4, 5, 6, 7)).decode(probabilities)
+    decoded[6, 1, 0] = 5  # one voxel of L2 voting L3: a fragment
+    assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
+    expected = truth.copy()
+    expected[6, 1, 0] = 0
+    assert np.array_equal(assigned, expected)

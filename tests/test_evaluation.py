@@ -131,3 +131,14 @@ def test_body_wise_scores_ignore_unannotated_levels_and_name_levels():
     assert scores["bodies"] == 3
     assert scores["body_dice"] == pytest.approx((1.0 + 0.8 + 0.0) / 3)
     assert scores["bodies_found"] == pytest.approx(2 / 3) and scores["bodies_named"] == pytest.approx(1 / 3)
+
+
+def test_touching_bodies_of_different_levels_are_scored_apart():
+    from saunet.evaluation import body_metrics
+
+    ref = np.zeros((3, 20, 6), np.uint8)
+    ref[:, 2:9], ref[:, 11:18] = 3, 4
+    pred = np.zeros_like(ref)
+    pred[:, 2:10], pred[:, 10:18] = 3, 4  # the two bodies touch, each with its own level
+    assert body_metrics(pred, ref)["body_dice"] > 0.9
+    assert body_metrics(pred > 0, ref)["body_dice"] < 0.7  # one binary component spans both

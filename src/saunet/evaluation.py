@@ -82,13 +82,17 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """Body-wise scores, how data sets with different protocols are compared: for each reference body (each
     label value of ``ref``), the predicted components (of ``pred > 0``) that overlap it, scored against it.
     Predicted bodies that overlap no reference body (levels the reference leaves unannotated) do not count.
+    A component is a connected region of one predicted label, so touching bodies of different levels stay apart.
 
     Returns the mean body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly
     (the most frequent predicted label inside the body is the body's own; meaningful for level maps).
     """
     from saunet.postprocessing import label_components
 
-    components = label_components(pred > 0)
+    components = np.zeros(pred.shape, np.int64)
+    for value in (v for v in np.unique(pred) if v > 0):
+        of_value = label_components(pred == value)
+        components[of_value > 0] = of_value[of_value > 0] + components.max()
     dices, named = [], []
     for value in (int(v) for v in np.unique(ref) if v > 0):
         body = ref == value

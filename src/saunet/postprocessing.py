@@ -60,14 +60,44 @@ def postprocess(labels: np.ndarray, spacing: tuple[float, ...], settings: Postpr
     return np.where(foreground, labels, 0).astype(np.uint8)
 
 
+def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
+                 fragment_share: float = 0.25) -> np.ndarray:
+    """Candidate bodies, numbered 1..N: the connected components of the foreground (islands under ``min_mm3``
+    removed), except that a component holding several large regions of different decoded levels (bodies
+    touching through the discs, a merged column) is split into those regions, its small fragments dropped.
+    A region is large from ``fragment_share`` of the median region on (a smaller one is a piece of a body that
+    took its neighbour's level, and stays part of its body when the component is not split)."""
+    components = label_components(clean_mask(labels > 0, spacing, min_mm3))
+    regions = np.zeros(labels.shape, np.int64)
+    for value in (v for v in np.unique(labels) if v > 0):
+        of_value = label_components((labels == value) & (components > 0))
+        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
+    volumes = np.bincount(regions.ravel()) * float(np.prod(spacing))
+    volumes[0] = 0.0
+    large = volumes >= min_mm3
+    if large.any():
+        large &= volumes >= fragment_share * np.median(volumes[large])
+    large[0] = False
+    component_of = np.zeros(len(volumes), np.int64)
+    component_of[regions.ravel()] = components.ravel()
+    large_per_component = np.bincount(component_of[large], minlength=int(components.max()) + 1)
+    split = large_per_component[components] > 1
+    bodies = np.where(split, np.where(large[regions], regions + int(components.max()), 0), components)
+    _, numbered = np.unique(bodies, return_inverse=True)
+    return numbered.reshape(labels.shape) if bodies.min() == 0 else numbered.reshape(labels.shape) + 1
+
+
 def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
                   superior: tuple[int, int]) -> np.ndarray:
-    """Level-consistent labels: each body (connected component of the foreground, islands under ``min_mm3``
-    removed) gets one level, the levels run 1..K from the most superior body down without a gap, and which
-    run is chosen from the whole sequence: the offset that maximises the summed level probability of the
-    bodies. A body the run would place outside 1..K (a T10 above, the sacrum below) becomes background.
-    (K, ...) ``probabilities`` of levels 1..K; returns classes 0..K (uint8)."""
-    components = label_components(clean_mask(labels > 0, spacing, min_mm3))
+    """Level-consistent labels: each body gets one level, the levels run 1..K from the most superior body down
+    without a gap, and which run is chosen from the whole sequence: the offset that maximises the summed level
+    probability of the bodies. A body the run would place outside 1..K (a T10 above, the sacrum below) becomes
+    background. (K, ...) ``probabilities`` of levels 1..K; returns classes 0..K (uint8).
+
+    A body is a connected region of one decoded level (:func:`body_regions`): neighbouring bodies touch
+    through the discs often enough that components of the whole foreground would merge a column of them.
+    """
+    components = body_regions(labels, spacing, min_mm3)
     count = int(components.max())
     if count == 0:
         return np.zeros(labels.shape, np.uint8)

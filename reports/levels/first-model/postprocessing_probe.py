@@ -1,0 +1,43 @@
+"""Body-wise scores of a level model's held-out predictions without post-processing, with assign_levels over
+foreground components (as shipped in the code), and over connected regions of each decoded level.
+
+    python reports/levels/first-model/postprocessing_probe.py CHECKPOINT TEST_FOLDER...
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from saunet.datasets import list_cases, read_case
+from saunet.evaluation import body_metrics
+from saunet.inference import Segmenter
+from saunet.postprocessing import assign_levels, label_components
+
+segmenter = Segmenter(sys.argv[1])
+
+
+def per_level_regions(labels: np.ndarray) -> np.ndarray:
+    regions = np.zeros(labels.shape, np.int64)
+    for value in (v for v in np.unique(labels) if v > 0):
+        of_value = label_components(labels == value)
+        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
+    return regions
+
+
+for folder in sys.argv[2:]:
+    rows = {"raw": [], "assign_levels": []}
+    for case in list_cases(Path(folder)):
+        image, label = read_case(case)
+        result = segmenter.segment(image)
+        layout = result.layout
+        superior = (layout.axes[1], -1 if layout.flips[1] else 1)
+        classes = segmenter.label_map.apply(result.raw_labels)
+        rows["raw"].append(body_metrics(result.raw_labels, label.array))
+        rows["assign_levels"].append(body_metrics(result.labels, label.array))
+        parts = per_level_regions(classes)
+        print(case.name, "foreground components:", int(label_components(classes > 0).max()),
+              "per-level regions:", int(parts.max()), flush=True)
+    for name, scores in rows.items():
+        print(Path(folder).name, name, {k: round(float(np.mean([s[k] for s in scores])), 3)
+                                        for k in ("body_dice", "bodies_found", "bodies_named")})
