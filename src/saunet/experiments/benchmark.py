@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from saunet.evaluation import write_json
-from saunet.experiments.reports import markdown_table, write_text
+from saunet.experiments.reports import markdown_table
+from saunet.files import write_text
 from saunet.models import MODELS, count_flops, count_parameters, create
 
 SHAPES = {"lumbar 39x305x305": (39, 305, 305), "SpineSegT2W 15x512x512": (15, 512, 512)}

@@ -18,7 +18,8 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
                     cv_dir: Path | None = None, data: Path | None = None) -> Path:
     """cv.json (per-case rows, summaries, command, configuration), cv.md (the paper's tables) and figures."""
     from saunet.evaluation import summarise
-    from saunet.experiments.reports import box_plots, metrics_table, paired_table, training_curves, write_text
+    from saunet.experiments.reports import box_plots, metrics_table, paired_table, training_curves
+    from saunet.files import write_text
     from saunet.models import count_parameters, create, full_arguments
 
     models = list(dict.fromkeys(r["model"] for r in result.rows))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.evaluation import METRICS, summarise
-from saunet.files import atomic_path, write_text  # noqa: F401 - write_text is the reports' writer too
+from saunet.files import atomic_path
 
 LABELS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "precision": "Precision (%)", "recall": "Recall (%)",
           "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)", "body_dice": "body-wise Dice (%)",
