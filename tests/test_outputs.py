@@ -51,3 +51,15 @@ def test_dicom_seg_of_a_file_is_refused_before_anything_is_written(tmp_path, lum
     result = saunet("segment", scan, "-o", out, "--dicom-seg")
     assert result.returncode == 2 and "--dicom-seg" in result.stderr and str(scan) in result.stderr
     assert not out.parent.exists()
+
+
+def test_an_empty_result_is_said_to_be_one(tmp_path):
+    """A scan with nothing like a spine in it: the map is written, and stderr says that no body was found."""
+    from saunet.experiments.phantoms import make_phantom, phantom_volume
+    from saunet.imageio import write_like
+
+    volume = phantom_volume(make_phantom(0, shape=(9, 64, 64)), tmp_path / "x")
+    flat = write_like(np.full(volume.array.shape, 100.0, np.float32), volume, tmp_path / "flat.nii.gz")
+    result = saunet("segment", flat, "-o", tmp_path / "mask.nii.gz")
+    assert result.returncode == 0 and (tmp_path / "mask.nii.gz").exists()
+    assert "no vertebral body found" in result.stderr and str(flat) in result.stderr

@@ -152,6 +152,9 @@ def cmd_segment(args) -> None:
             write_dicom_seg(labels.astype("uint8"), path, numbered(names), seg_path(target))
         write_like(labels.astype("uint8"), volume, target)
         write_label_tables(names, target)
+        if not labels.any():  # never passed off silently: an empty map of a spine scan is a failure
+            tqdm.write(f"saunet: warning: {path}: no vertebral body found; the model may not know this contrast "
+                       "or site: check the scan and the result", file=sys.stderr)
         if args.prob:
             prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))
             write_like(result.probabilities.max(0), volume, prob_path)
