@@ -78,8 +78,8 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     result = json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))
     assert len(result["cases"]) == 12  # 6 cases x 2 models, their 4 folds trained 2 at a time
     assert first.stdout.count("finished ") == 4
-    assert set(result["cases"][0]) == {"model", "fold", "case", "dice", "jaccard", "precision", "recall", "hd", "hd95",
-                                       "assd"}
+    assert set(result["cases"][0]) == {"model", "fold", "case", "dataset", "dice", "jaccard", "precision", "recall", "hd",
+                                       "hd95", "assd", "body_dice", "bodies_found", "bodies_named", "bodies"}
     report = (tmp_path / "report" / "cv.md").read_text(encoding="utf-8")
     assert (tmp_path / "report" / "splits.json").exists()
     assert "Table 1" in report and "Table 4" in report and "saunet cv --data" in report and "± " in report
@@ -180,3 +180,44 @@ def test_overlay_of_a_perfect_prediction_shows_the_largest_slices():
     reference[4, 4:15, 4:15] = 1  # 121
     reference[6, 4:15, 5:15] = 1  # 110
     assert overlay_slices(reference, reference.copy()) == overlay_slices(reference, None) == [4, 5, 6]
+
+
+def test_splits_of_several_data_sets_test_every_set_in_every_fold():
+    from saunet.crossval import make_splits
+
+    names = [f"a{i}" for i in range(6)] + [f"b{i}" for i in range(10)]
+    datasets = {n: n[0] for n in names}
+    splits = make_splits(names, 3, seed=0, datasets=datasets)
+    assert sorted(n for s in splits for n in s["test"]) == sorted(names)
+    for split in splits:
+        assert {datasets[n] for n in split["test"]} == {"a", "b"} and sorted(datasets[n] for n in split["val"]) == ["a", "b"]
+        assert not set(split["train"]) & set(split["test"] + split["val"])
+    assert make_splits(names[:6], 3, seed=0, datasets={n: "a" for n in names[:6]}) == make_splits(names[:6], 3, seed=0)
+
+
+def test_cv_over_two_data_sets_reports_each(tmp_path):
+    """Two phantom sets, one annotating levels 2-3 only: a level model cross-validated on both, every fold testing
+    both, and the report gives each set its own table with body-wise scores."""
+    from saunet.experiments.phantoms import write_cohort
+    from saunet.imageio import read_volume, write_like
+
+    for name, seed in (("full", 0), ("partial", 20)):
+        write_cohort(tmp_path / name, 4, seed=seed, shape=(5, 40, 40), vertebrae=3)
+        for path in (tmp_path / name / "imagesTr").iterdir():
+            path.rename(path.with_name(path.name.replace("phantom", name)))
+        for path in (tmp_path / name / "labelsTr").iterdir():
+            label = read_volume(path)
+            kept = np.where(label.array == 1, 0, label.array) if name == "partial" else label.array
+            write_like(kept.astype(np.uint8), label, path.with_name(path.name.replace("phantom", name)))
+            path.unlink()
+    meta = json.loads((tmp_path / "partial" / "dataset.json").read_text())
+    (tmp_path / "partial" / "dataset.json").write_text(json.dumps({**meta, "annotated_labels": [2, 3]}))
+    command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(tmp_path / "full"), "--data", str(tmp_path / "partial"),
+               "--folds", "2", "--models", "sau-net,dense-unet", "--out", str(tmp_path / "cv"), "--classes", "1,2,3",
+               "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32"]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "cv" / "cv.json").read_text(encoding="utf-8"))["cases"]
+    assert {(r["model"], r["dataset"]) for r in rows} == {(m, d) for m in ("sau-net", "dense-unet") for d in ("full", "partial")}
+    report = (tmp_path / "cv" / "cv.md").read_text(encoding="utf-8")
+    assert "### full" in report and "### partial" in report and "body-wise Dice" in report

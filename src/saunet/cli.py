@@ -101,11 +101,12 @@ def cmd_cv(args) -> None:
     config = _training_config(args, models[0])
     folds = _folds(args.folds)
     _set_threads(args.threads)
-    result = run_cv(Path(args.data), folds, models, Path(args.out), config, seed=args.seed,
+    data = [Path(d) for d in args.data]
+    result = run_cv(data, folds, models, Path(args.out), config, seed=args.seed,
                     finished_only=args.finished_only, workers=args.workers)
     if not result.rows:
         raise InputError(args.out, "no finished fold to report on")
-    report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), Path(args.data))
+    report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), data)
     print(f"report: {report}")
 
 
@@ -290,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cv", help="cross-validate models on the same folds",
-                       description="k-fold or leave-one-out cross-validation of several models; resumable.")
-    p.add_argument("--data", required=True)
+                       description="k-fold or leave-one-out cross-validation of several models; resumable. With "
+                                   "several --data, each set is split on its own and every fold tests every set.")
+    p.add_argument("--data", required=True, action="append", help="data-set folder; repeat for several")
     p.add_argument("--folds", default="5", help="number of folds, or loo (default %(default)s)")
     p.add_argument("--models", default="sau-net,dense-unet,unet2d,unet3d")
     p.add_argument("--out", required=True, help="CV folder: splits.json and one run folder per model and fold")

@@ -15,7 +15,7 @@ from saunet.checkpoints import Checkpoint
 from saunet.config import TrainConfig
 from saunet.datasets import list_cases, read_case
 from saunet.errors import InputError
-from saunet.evaluation import case_metrics, write_json
+from saunet.evaluation import body_metrics, case_metrics, write_json
 from saunet.files import write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
@@ -24,9 +24,14 @@ from saunet.training import train, typical_component_count
 EVALUATION_FILE = "evaluation.json"
 
 
-def make_splits(case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
+def make_splits(case_names: list[str], folds: str | int, seed: int = 0, datasets: dict[str, str] | None = None) -> list[dict]:
     """Random patient splits: ``folds`` an int k (k-fold) or 'loo'. Each fold names its train, val and test
-    cases; one training case per fold is held out for validation (checkpoint selection), never the test cases."""
+    cases; one training case per fold is held out for validation (checkpoint selection), never the test cases.
+    With ``datasets`` (case -> data set) naming several sets, each set is split on its own and fold i joins the
+    sets' fold i, so every fold tests every set (and validates on one case of each)."""
+    sets = sorted(set((datasets or {}).values()))
+    if len(sets) > 1:
+        return _joined_splits(case_names, folds, seed, datasets, sets)
     names = sorted(case_names)
     rng = np.random.default_rng(seed)
     order = [str(n) for n in rng.permutation(names)]
@@ -42,7 +47,17 @@ def make_splits(case_names: list[str], folds: str | int, seed: int = 0) -> list[
     return splits
 
 
-def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, seed: int = 0) -> list[dict]:
+def _joined_splits(case_names: list[str], folds: str | int, seed: int, datasets: dict[str, str],
+                   sets: list[str]) -> list[dict]:
+    per_set = [make_splits([n for n in case_names if datasets[n] == s], folds, seed) for s in sets]
+    if len({len(splits) for splits in per_set}) > 1:  # loo over sets of different sizes
+        raise InputError("--folds", "leave-one-out needs data sets of one size; give a number of folds")
+    return [{"fold": i, **{part: sorted(n for splits in per_set for n in splits[i][part])
+                           for part in ("train", "val", "test")}} for i in range(len(per_set[0]))]
+
+
+def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, seed: int = 0,
+                        datasets: dict[str, str] | None = None) -> list[dict]:
     """Read ``path`` when it exists (so every model uses the same folds), else make and write it."""
     if path.exists():
         try:
@@ -54,7 +69,7 @@ def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, see
         if missing:
             raise InputError(path, f"splits name cases the data set lacks: {sorted(missing)}")
         return splits
-    splits = make_splits(case_names, folds, seed)
+    splits = make_splits(case_names, folds, seed, datasets)
     write_text(json.dumps({"folds_arg": str(folds), "seed": seed, "folds": splits}, indent=1) + "\n", path)
     return splits
 
@@ -111,12 +126,12 @@ def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir
     return run_dir
 
 
-def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: TrainConfig,
+def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Path, base: TrainConfig,
            seed: int = 0, progress: bool = True, finished_only: bool = False, workers: int = 1) -> CVResult:
     """Train and test every model on the same folds; finished folds are not trained again.
 
     Args:
-        data: the data-set folder.
+        data: the data-set folder, or several (split each on its own, trained on together with partial labels).
         folds: k for k-fold, or "loo"; ignored when ``out/splits.json`` exists (its folds are reused).
         models: model names, all trained and tested on the same folds.
         out: the CV folder: ``splits.json``, ``<model>/fold_<k>/`` (checkpoints, metrics.csv, predictions/,
@@ -132,12 +147,23 @@ def run_cv(data: Path, folds: str | int, models: list[str], out: Path, base: Tra
     Returns:
         :class:`CVResult` of the folds that have finished.
     """
-    cases = {c.name: c for c in list_cases(data)}
-    splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed)
+    cases = gather_cases(data)
+    splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed, {n: c.dataset for n, c in cases.items()})
     configs = {model: replace(base, model=model) for model in models}
     if not finished_only:
         train_pending_folds(cases, splits, configs, out, progress, workers)
     return collect_results(cases, splits, configs, out)
+
+
+def gather_cases(data: Path | list[Path]) -> dict:
+    """Every case of one or several data sets by name; a name two sets share is refused."""
+    cases = {}
+    for folder in [data] if isinstance(data, Path) else data:
+        for case in list_cases(folder):
+            if case.name in cases:
+                raise InputError(folder, f"case {case.name} is also in {cases[case.name].dataset}: names must be unique")
+            cases[case.name] = case
+    return cases
 
 
 def train_pending_folds(cases: dict, splits: list[dict], configs: dict[str, TrainConfig], out: Path,
@@ -206,8 +232,11 @@ def evaluate_fold(run_dir: Path, test_cases: list, config: TrainConfig, max_comp
         reference = config.label_map.apply(label.array)
         result = segmenter.segment(image, config.slice_axis)
         write_like(result.labels, image, run_dir / "predictions" / f"{case.name}{output_suffix(image.path)}")
-        rows.append({**key, "case": case.name, **case_metrics(result.labels > 0, reference > 0, image.spacing)})
-        raw_rows.append({**key, "case": case.name, **case_metrics(result.raw_labels > 0, reference > 0, image.spacing)})
+        about = {**key, "case": case.name, "dataset": case.dataset}
+        rows.append({**about, **case_metrics(result.labels > 0, reference > 0, image.spacing),
+                     **body_metrics(result.labels, label.array)})
+        raw_rows.append({**about, **case_metrics(result.raw_labels > 0, reference > 0, image.spacing),
+                         **body_metrics(result.raw_labels, label.array)})
     saved = {"epochs": last.epoch, "trained_on": last.trained_on, "max_components": max_components,
              "history": last.history, "cases": rows, "cases_without_postprocessing": raw_rows}
     write_json(saved, run_dir / EVALUATION_FILE)

@@ -8,8 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from saunet.config import TrainConfig
-from saunet.crossval import CVResult
-from saunet.datasets import list_cases, read_case
+from saunet.crossval import CVResult, gather_cases
+from saunet.datasets import read_case
 from saunet.evaluation import write_json
 from saunet.postprocessing import MIN_COMPONENT_MM3
 
@@ -66,6 +66,7 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     if "sau-net" in models and baselines:
         text += ["SAU-Net against each baseline, paired per case (cases both were tested on, with post-processing):\n"]
         text += [paired_table(result.rows, "sau-net", m) for m in baselines]
+    text += per_dataset_sections(result.rows, models)
     text += ["## Without post-processing\n", metrics_table(result.raw_rows, groups=models)]
     if any(cases[m] != common for m in models):  # folds still running: compare on the same cases too
         text += [f"## Table 1 on the {len(common)} cases every model has been tested on (with post-processing)\n",
@@ -86,6 +87,27 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
     return write_text("\n".join(text), report_dir / "cv.md")
 
 
+def per_dataset_sections(rows: list[dict], models: list[str]) -> list[str]:
+    """With several data sets: each set's table (overlap, distances and body-wise scores) and, per set, SAU-Net
+    against every other model paired per case. Body-wise scores do not count predicted bodies at levels a set
+    leaves unannotated, which is how sets of different protocols compare."""
+    from saunet.evaluation import BODY_METRICS, METRICS
+    from saunet.experiments.reports import metrics_table, paired_table
+
+    sets = sorted({r.get("dataset", "") for r in rows})
+    if len(sets) < 2:
+        return []
+    text = ["## Per data set (with post-processing)\n"]
+    for name in sets:
+        of_set = [r for r in rows if r.get("dataset", "") == name]
+        text += [f"### {name}\n", metrics_table(of_set, groups=[m for m in models if any(r["model"] == m for r in of_set)],
+                                                 metrics=(*METRICS, *BODY_METRICS))]
+        if "sau-net" in models:
+            text += [paired_table(of_set, "sau-net", m, metrics=("body_dice", "hd", "hd95", "bodies_named"))
+                     for m in models if m != "sau-net"]
+    return text
+
+
 def _overlay_worst_case(result, cv_dir, data, report_dir, models) -> list[Path]:
     """The paper's Figure 4 for the case where the first model's Hausdorff distance is worst."""
     from saunet.experiments.reports import overlay_figure, sagittal_view
@@ -93,7 +115,7 @@ def _overlay_worst_case(result, cv_dir, data, report_dir, models) -> list[Path]:
 
     first = [r for r in result.rows if r["model"] == models[0]]
     worst = max(first, key=lambda r: r["hd"])
-    case = next(c for c in list_cases(data) if c.name == worst["case"])
+    case = gather_cases(data)[worst["case"]]
     image, label = read_case(case)
     predictions = {}
     for model in models:
