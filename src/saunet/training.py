@@ -251,6 +251,17 @@ class TrainingRun:
     progress: bool = True
 
 
+def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[PreparedCase], device: torch.device) -> Checkpoint:
+    """The checkpoint record of a run before its first epoch: what inference will need, and where it trained."""
+    return Checkpoint(
+        model=config.model, model_kwargs=model_kwargs, preprocessing=config.preprocessing, label_map=config.label_map,
+        # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
+        postprocessing=PostprocessingSettings(max_components=int(np.median([case.components for case in train_data]))),
+        slice_axis=config.slice_axis,
+        trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()})
+
+
 def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_dir: Path,
            resume: bool, progress: bool) -> TrainingRun:
     """Prepare the data, build the model and optimiser, and resume from ``checkpoint_last.pt`` if asked."""
@@ -262,13 +273,7 @@ def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], 
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = training_form(create(config.model, **model_kwargs).to(device), config.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    checkpoint = Checkpoint(
-        model=config.model, model_kwargs=model_kwargs, preprocessing=config.preprocessing, label_map=config.label_map,
-        # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
-        postprocessing=PostprocessingSettings(max_components=int(np.median([case.components for case in train_data]))),
-        slice_axis=config.slice_axis,
-        trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()})
+    checkpoint = new_record(config, model_kwargs, train_data, device)
     last_path = out_dir / "checkpoint_last.pt"
     if resume and last_path.exists():
         saved = Checkpoint.load(last_path)
