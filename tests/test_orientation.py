@@ -227,3 +227,20 @@ def test_chain_at_clinical_slice_spacings(tmp_path, tiny_checkpoint, slice_mm, i
     assert same_geometry(out, relaid_volume) is None
     assert np.array_equal(layout.to_canonical(out.array), volume_layout(volume).to_canonical(
         segmenter.segment(volume).labels))
+
+
+def test_a_strongly_oblique_scan_is_segmented_with_a_warning(tmp_path, tiny_checkpoint):
+    from saunet.experiments.phantoms import make_phantom, phantom_volume
+
+    volume = phantom_volume(make_phantom(1, shape=(7, 48, 48)), tmp_path / "x")
+    image = volume.reference
+    angle = np.radians(30)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    image.SetDirection(tuple((rotation @ np.array(image.GetDirection()).reshape(3, 3)).ravel()))
+    path = tmp_path / "oblique.nii.gz"
+    sitk.WriteImage(image, str(path))
+    out = tmp_path / "mask.nii.gz"
+    run = subprocess.run([sys.executable, "-m", "saunet.cli", "segment", str(path), "-o", str(out), "--model",
+                          str(tiny_checkpoint)], capture_output=True, text=True)
+    assert run.returncode == 0 and out.exists()
+    assert "30 degrees oblique" in run.stderr and str(path) in run.stderr

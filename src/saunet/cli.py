@@ -240,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("segment", help="segment scans into vertebral-body label maps",
-                       description="Segment sagittal spine MR scans; outputs keep the input's exact geometry.")
+                       description="Segment sagittal spine MR scans; outputs keep the input's exact geometry. Any array layout "
+                                   "the header describes is brought into the models' layout and back without "
+                                   "resampling; an oblique scan takes its nearest axes (a warning beyond 25 degrees, "
+                                   "refused at 45); a header without orientation needs --orientation or --slice-axis. "
+                                   "Beside each label map: viewer tables (.ctbl, .itksnap.txt, .labels.json).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MHA/NRRD file or DICOM series folder")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several)")
     p.add_argument("--model", default=None, help="checkpoint (.pt) or ONNX export (.onnx); default: shipped model")
