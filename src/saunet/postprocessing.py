@@ -60,13 +60,14 @@ def postprocess(labels: np.ndarray, spacing: tuple[float, ...], settings: Postpr
     return np.where(foreground, labels, 0).astype(np.uint8)
 
 
-def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
-                 fragment_share: float = 0.25) -> np.ndarray:
+def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float, axis: int,
+                 fragment_share: float = 0.25, merged_height: float = 1.5) -> np.ndarray:
     """Candidate bodies, numbered 1..N: the connected components of the foreground (islands under ``min_mm3``
-    removed), except that a component holding several large regions of different decoded levels (bodies
-    touching through the discs, a merged column) is split into those regions, its small fragments dropped.
-    A region is large from ``fragment_share`` of the median region on (a smaller one is a piece of a body that
-    took its neighbour's level, and stays part of its body when the component is not split)."""
+    removed), except that a component taller along ``axis`` (cranio-caudal) than ``merged_height`` times the
+    median large level region, and holding several large regions of different decoded levels, is split into
+    those regions (bodies touching through the discs: a merged column), its small fragments dropped. A region
+    is large from ``fragment_share`` of the median region on; a body that took two levels keeps one height and
+    stays whole."""
     components = label_components(clean_mask(labels > 0, spacing, min_mm3))
     regions = np.zeros(labels.shape, np.int64)
     for value in (v for v in np.unique(labels) if v > 0):
@@ -80,11 +81,25 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     large[0] = False
     component_of = np.zeros(len(volumes), np.int64)
     component_of[regions.ravel()] = components.ravel()
-    large_per_component = np.bincount(component_of[large], minlength=int(components.max()) + 1)
-    split = large_per_component[components] > 1
+    region_height, component_height = extents(regions, axis), extents(components, axis)
+    tall = component_height > merged_height * (np.median(region_height[large]) if large.any() else np.inf)
+    several = np.bincount(component_of[large], minlength=int(components.max()) + 1) > 1
+    split = (tall & several)[components]
     bodies = np.where(split, np.where(large[regions], regions + int(components.max()), 0), components)
     _, numbered = np.unique(bodies, return_inverse=True)
     return numbered.reshape(labels.shape) if bodies.min() == 0 else numbered.reshape(labels.shape) + 1
+
+
+def extents(ids: np.ndarray, axis: int) -> np.ndarray:
+    """Extent in voxels along ``axis`` of each id 0..max of ``ids`` (0 for ids that do not occur)."""
+    along = [1] * ids.ndim
+    along[axis] = -1
+    coordinate = np.broadcast_to(np.arange(ids.shape[axis]).reshape(along), ids.shape).ravel()
+    count = int(ids.max()) + 1
+    high, low = np.full(count, -1), np.full(count, ids.shape[axis])
+    np.maximum.at(high, ids.ravel(), coordinate)
+    np.minimum.at(low, ids.ravel(), coordinate)
+    return np.maximum(high - low + 1, 0)
 
 
 def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
@@ -97,7 +112,7 @@ def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[
     A body is a connected region of one decoded level (:func:`body_regions`): neighbouring bodies touch
     through the discs often enough that components of the whole foreground would merge a column of them.
     """
-    components = body_regions(labels, spacing, min_mm3)
+    components = body_regions(labels, spacing, min_mm3, superior[0])
     count = int(components.max())
     if count == 0:
         return np.zeros(labels.shape, np.uint8)
