@@ -2,33 +2,21 @@
 
     python reports/training-cost/profile_step.py profile sau-net plain|cl
     python reports/training-cost/profile_step.py ROUNDS sau-net:no sau-net:cl unet3d:no    (one process, in turns)
+
+The same step as `saunet benchmark` times (its _training_runner). Channels-last applies to the 2D models only
+(`training_form`); the 3D U-Net channels-last-3D figure in ../speed-ups.md was taken with this script at 8982bf9.
 """
 
 import statistics
 import sys
 import time
 
-import torch
-
-from saunet.models import create
-from saunet.training import segmentation_loss
+from saunet.experiments.benchmark import TRAIN_STACK, _training_runner
 
 
 def runner(name: str, channels_last: bool):
-    torch.manual_seed(0)
-    model = create(name).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d if model.volumetric else torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(1, 1, 16, 160, 160)
-    target = (torch.rand(1, 1, 16, 160, 160) > 0.7).float()
-
-    def step():
-        loss = segmentation_loss(model(x), target, "bce")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    """One training step of ``name`` on the benchmark's stack, plain NCHW or in the training form."""
+    return _training_runner(name, TRAIN_STACK, channels_last=channels_last)
 
 
 if __name__ == "__main__":

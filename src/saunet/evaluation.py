@@ -87,12 +87,9 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     Returns the mean body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly
     (the most frequent predicted label inside the body is the body's own; meaningful for level maps).
     """
-    from saunet.postprocessing import label_components
+    from saunet.postprocessing import level_regions
 
-    components = np.zeros(pred.shape, np.int64)
-    for value in (v for v in np.unique(pred) if v > 0):
-        of_value = label_components(pred == value)
-        components[of_value > 0] = of_value[of_value > 0] + components.max()
+    components = level_regions(pred)
     dices, named = [], []
     for value in (int(v) for v in np.unique(ref) if v > 0):
         body = ref == value

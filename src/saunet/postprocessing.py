@@ -69,10 +69,7 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     is large from ``fragment_share`` of the median region on; a body that took two levels keeps one height and
     stays whole."""
     components = label_components(clean_mask(labels > 0, spacing, min_mm3))
-    regions = np.zeros(labels.shape, np.int64)
-    for value in (v for v in np.unique(labels) if v > 0):
-        of_value = label_components((labels == value) & (components > 0))
-        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
+    regions = level_regions(np.where(components > 0, labels, 0))
     volumes = np.bincount(regions.ravel()) * float(np.prod(spacing))
     volumes[0] = 0.0
     large = volumes >= min_mm3
@@ -90,11 +87,26 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     return numbered.reshape(labels.shape) if bodies.min() == 0 else numbered.reshape(labels.shape) + 1
 
 
+def level_regions(labels: np.ndarray) -> np.ndarray:
+    """Connected regions of each label value, numbered 1..N across values: touching regions of different
+    values stay apart."""
+    regions = np.zeros(labels.shape, np.int64)
+    for value in (v for v in np.unique(labels) if v > 0):
+        of_value = label_components(labels == value)
+        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
+    return regions
+
+
+def axis_coordinates(shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Every voxel's index along ``axis``, as a read-only broadcast view of ``shape``."""
+    along = [1] * len(shape)
+    along[axis] = -1
+    return np.broadcast_to(np.arange(shape[axis]).reshape(along), shape)
+
+
 def extents(ids: np.ndarray, axis: int) -> np.ndarray:
     """Extent in voxels along ``axis`` of each id 0..max of ``ids`` (0 for ids that do not occur)."""
-    along = [1] * ids.ndim
-    along[axis] = -1
-    coordinate = np.broadcast_to(np.arange(ids.shape[axis]).reshape(along), ids.shape).ravel()
+    coordinate = axis_coordinates(ids.shape, axis).ravel()
     count = int(ids.max()) + 1
     high, low = np.full(count, -1), np.full(count, ids.shape[axis])
     np.maximum.at(high, ids.ravel(), coordinate)
@@ -120,9 +132,7 @@ def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[
     index = components.ravel()
     votes = np.stack([np.bincount(index, weights=p.ravel(), minlength=count + 1)[1:] for p in probabilities], 1)
     axis, sign = superior
-    along = [1] * labels.ndim
-    along[axis] = -1
-    coordinate = np.broadcast_to(np.arange(labels.shape[axis], dtype=np.float64).reshape(along) * sign, labels.shape)
+    coordinate = axis_coordinates(labels.shape, axis) * float(sign)
     height = (np.bincount(index, weights=coordinate.ravel(), minlength=count + 1)[1:]
               / np.bincount(index, minlength=count + 1)[1:])
     top_down = np.argsort(-height)  # component indices (0-based) from the most superior body

@@ -1,5 +1,6 @@
-"""Body-wise scores of a level model's held-out predictions without post-processing, with assign_levels over
-foreground components (as shipped in the code), and over connected regions of each decoded level.
+"""Body-wise scores of a level model's held-out predictions without post-processing (the decoded labels) and
+with the level post-processing as committed (assign_levels); prints each scan's count of foreground components
+and of level regions. The README's other forms were earlier states of assign_levels.
 
     python reports/levels/first-model/postprocessing_probe.py CHECKPOINT TEST_FOLDER...
 """
@@ -12,17 +13,9 @@ import numpy as np
 from saunet.datasets import list_cases, read_case
 from saunet.evaluation import body_metrics
 from saunet.inference import Segmenter
-from saunet.postprocessing import assign_levels, label_components
+from saunet.postprocessing import label_components, level_regions
 
 segmenter = Segmenter(sys.argv[1])
-
-
-def per_level_regions(labels: np.ndarray) -> np.ndarray:
-    regions = np.zeros(labels.shape, np.int64)
-    for value in (v for v in np.unique(labels) if v > 0):
-        of_value = label_components(labels == value)
-        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
-    return regions
 
 
 for folder in sys.argv[2:]:
@@ -35,7 +28,7 @@ for folder in sys.argv[2:]:
         classes = segmenter.label_map.apply(result.raw_labels)
         rows["raw"].append(body_metrics(result.raw_labels, label.array))
         rows["assign_levels"].append(body_metrics(result.labels, label.array))
-        parts = per_level_regions(classes)
+        parts = level_regions(classes)
         print(case.name, "foreground components:", int(label_components(classes > 0).max()),
               "per-level regions:", int(parts.max()), flush=True)
     for name, scores in rows.items():
