@@ -7,7 +7,7 @@ DATA ?=
 # Reports hold "±" and "³": never let a bare C locale pick ASCII.
 export PYTHONUTF8 := 1
 
-.PHONY: install demo test test-slow lint benchmark clean
+.PHONY: install demo test test-slow lint browser benchmark clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,7 +24,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 
-test: $(STAMP) lint
+# The HTML report's tests open it in Debian's headless Chromium, installed here when missing.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q chromium >/dev/null)
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -41,3 +41,17 @@ def tiny_checkpoint(phantom_data, tmp_path_factory) -> Path:
     config = TrainConfig(model_kwargs=TINY, epochs=2, steps_per_epoch=3, patch=32, lr=1e-2, loss="dice-bce")
     train(config, cases[:5], cases[5:], run, progress=False)
     return run / "checkpoint_best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_level_checkpoint(phantom_data, tmp_path_factory) -> Path:
+    """A tiny SAU-Net trained briefly on the phantoms to name their 5 bodies as levels 1..5 (T11..L3)."""
+    from saunet.datasets import list_cases
+    from saunet.training import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("tiny-level-run")
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs=TINY, epochs=2, steps_per_epoch=3, patch=32, lr=1e-2, loss="dice-bce",
+                         classes=(1, 2, 3, 4, 5))
+    train(config, cases[:5], cases[5:], run, progress=False)
+    return run / "checkpoint_best.pt"

@@ -76,11 +76,14 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 def column(levels: list[int], votes: list[int], gap: int = 3, height: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """A column of bodies from the top (array index 0 at superior when read with sign -1) down: the bodies'
-    true ``levels`` (0: no level, e.g. the sacrum) and the level each one's probabilities favour (``votes``)."""
+    true ``levels`` (0: no level, e.g. the sacrum; -1: no body found there) and the level each one's
+    probabilities favour (``votes``)."""
     depth = len(levels) * (height + gap) + gap
     truth = np.zeros((depth, 8, 3), np.uint8)
     probabilities = np.zeros((7, depth, 8, 3), np.float32)
     for i, (level, vote) in enumerate(zip(levels, votes)):
+        if level < 0:
+            continue
         rows = slice(gap + i * (height + gap), gap + i * (height + gap) + height)
         truth[rows, 1:7] = level
         probabilities[vote - 1, rows, 1:7] = 0.6
@@ -95,6 +98,8 @@ def column(levels: list[int], votes: list[int], gap: int = 3, height: int = 6) -
     ("a body votes wrongly", [2, 3, 4, 5, 6, 7], [2, 3, 6, 5, 6, 7]),
     ("a sacrum below L5 votes L5", [1, 2, 3, 4, 5, 6, 7, 0], [1, 2, 3, 4, 5, 6, 7, 7]),
     ("a T10 above T11 votes T11", [0, 1, 2, 3, 4, 5, 6, 7], [1, 1, 2, 3, 4, 5, 6, 7]),
+    ("L2 not found: a gap where its body should be", [1, 2, 3, -1, 5, 6, 7], [1, 2, 3, -1, 5, 6, 7]),
+    ("L2 not found, L3 votes L2", [1, 2, 3, -1, 5, 6, 7], [1, 2, 3, -1, 4, 6, 7]),
 ])
 def test_levels_run_without_gap_from_the_whole_sequence(case, levels, votes):
     from saunet.postprocessing import assign_levels

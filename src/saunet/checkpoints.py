@@ -20,7 +20,8 @@ from saunet.preprocessing import PreprocessingSettings
 
 CHECKPOINT_FORMAT = 1
 # What inference needs; the rest (weights, optimiser, history) belongs to training.
-METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "slice_axis")
+METADATA_KEYS = ("model", "model_kwargs", "preprocessing", "label_map", "postprocessing", "slice_axis",
+                 "training_profile")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Checkpoint:
     epoch: int = 0
     best_dice: float = -1.0
     history: list[dict] = field(default_factory=list)
+    # saunet.quality.TrainingProfile.to_dict() of the training scans: what quality control calls familiar
+    training_profile: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The stored form: plain values and tensors (format 1, as every checkpoint saunet has written)."""

@@ -127,6 +127,7 @@ def cmd_segment(args) -> None:
     from saunet.inference import Segmenter
     from saunet.label_tables import write_label_tables
     from saunet.orientation import OBLIQUE_WARNING_DEGREES
+    from saunet.records import measure_volume, write_record
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
@@ -136,33 +137,83 @@ def cmd_segment(args) -> None:
             raise InputError(path, "--dicom-seg needs a DICOM series folder as input (a SEG references its source images)")
     segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
                           max_components=args.max_components)
-    if args.levels and segmenter.label_map.classes is None:
-        raise InputError(segmenter.path, "--levels needs a model trained for level classes (--classes); this one is binary")
+    levels_model = segmenter.label_map.classes is not None
+    for flag, wanted in (("--levels", args.levels), ("--measure", args.measure)):
+        if wanted and not levels_model:
+            raise InputError(segmenter.path, f"{flag} needs a model trained for level classes (--classes); this one is binary")
     out = Path(args.output)
     several = len(inputs) > 1
-    for path in tqdm(inputs, desc="segmenting", disable=None if several else True):
+    report = None
+    if args.report:
+        from saunet.report import Report
+
+        report = Report(Path(args.report), command_line())
+    for path in tqdm(inputs, desc="segmenting", unit="scan", disable=None if several else True):
         volume = read_volume(path)
         target = out / f"{case_id(path)}{output_suffix(path)}" if several else out
         result = segmenter.segment(volume, args.slice_axis, args.orientation)
         if result.layout.obliquity > OBLIQUE_WARNING_DEGREES:
             tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
                        "the nearest anatomical axes without resampling, so less reliable", file=sys.stderr)
-        labels = result.labels if args.levels or segmenter.label_map.classes is None else (result.labels > 0)
+        labels = result.labels if args.levels or not levels_model else (result.labels > 0)
         names = segmenter.label_map.names(levels=args.levels)
         if args.dicom_seg:  # first: a series it cannot reference stops the job before anything is written
             write_dicom_seg(labels.astype("uint8"), path, numbered(names), seg_path(target))
         write_like(labels.astype("uint8"), volume, target)
         write_label_tables(names, target)
-        if not labels.any():  # never passed off silently: an empty map of a spine scan is a failure
-            tqdm.write(f"saunet: warning: {path}: no vertebral body found; the model may not know this contrast "
-                       "or site: check the scan and the result", file=sys.stderr)
+        verdict = segmenter.assess(volume, result)
+        rows = measure_volume(result.labels, volume, result.layout) if levels_model and (args.measure or report) else None
+        write_record(target, {"command": command_line(), "input": str(path), "model": str(segmenter.path)}, verdict,
+                     rows if args.measure else None)
+        if report is not None:
+            report.add(case_id(path), volume, result, rows, verdict)
+        if verdict.verdict != "ok":  # never passed off silently
+            tqdm.write(f"saunet: {verdict.verdict}: {path}: " + "; ".join(verdict.reasons), file=sys.stderr)
         if args.prob:
             prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))
             write_like(result.probabilities.max(0), volume, prob_path)
         if not several:
-            print(f"wrote {target}")
+            print(f"wrote {target} (quality control: {verdict.verdict})")
     if several:
         print(f"wrote {len(inputs)} label maps to {out}")
+    if report is not None:
+        print(f"report: {report.finish()}")
+
+
+def cmd_measure(args) -> None:
+    import numpy as np
+
+    from saunet.experiments.reports import markdown_table
+    from saunet.imageio import read_volume, same_geometry
+    from saunet.measurement import COLUMNS
+    from saunet.orientation import volume_layout
+    from saunet.postprocessing import label_components
+    from saunet.quality import assess_map
+    from saunet.records import measure_volume, write_record
+
+    labels = read_volume(args.labels)
+    values = {int(v) for v in np.unique(labels.array) if v > 0}
+    if not values:
+        raise InputError(args.labels, "label map is empty: nothing to measure")
+    if values == {1} and label_components(labels.array > 0).max() > 1:
+        raise InputError(args.labels, "holds one label for several bodies: a body map, not a level map (segment with --levels)")
+    geometry = labels
+    if args.image:
+        geometry = read_volume(args.image)
+        mismatch = same_geometry(geometry, labels)
+        if mismatch:
+            raise InputError(args.labels, f"grid does not match the image {args.image}: {mismatch}")
+    layout = volume_layout(geometry, None, args.orientation)
+    rows = measure_volume(labels.array, geometry, layout)
+    verdict = assess_map(labels.array, labels.spacing)
+    target = Path(args.out) if args.out else Path(args.labels)
+    paths = write_record(target, {"command": command_line(), "labels": str(args.labels)}, verdict, rows)
+    shown = ["name", "volume_cm3", "anterior_height_mm", "middle_height_mm", "posterior_height_mm", "wedge_ratio",
+             "biconcavity_ratio", "grade_suggestion", "disc_below_middle_mm"]
+    print(markdown_table(shown, [[f"{getattr(r, c):.3g}" if isinstance(getattr(r, c), float) else getattr(r, c)
+                                  for c in shown] for r in rows]))
+    print(f"quality control: {verdict.verdict}" + "".join(f"\n  {reason}" for reason in verdict.reasons))
+    print(f"wrote {paths['csv']} and {paths['json']} ({len(COLUMNS)} columns, units in their names)")
 
 
 def cmd_evaluate(args) -> None:
@@ -264,9 +315,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-component-mm3", type=float, default=PostprocessingSettings.min_component_mm3,
                    help="remove predicted islands smaller than this (default %(default)s mm^3; 0 keeps all)")
     p.add_argument("--max-components", type=int, default=None,
-                   help="keep only this many of the largest components (default: the number in the model's "
-                        "training masks, 7 for the shipped model; 0 keeps all)")
+                   help="keep only this many of the largest components (binary models; default: the number in the "
+                        "model's training masks; 0 keeps all)")
+    p.add_argument("--measure", action="store_true",
+                   help="measure every level (level models): <case>.measures.csv and the measurements in "
+                        "<case>.results.json (docs/measurements.md)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a self-contained HTML page per scan to DIR, and a cohort page (index.html)")
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("measure", help="measure each level of a level map",
+                       description="Per level: volume, anterior/middle/posterior height in the body's own frame, "
+                                   "wedge and biconcavity ratios, height loss against the neighbouring levels, a "
+                                   "Genant-style grade suggestion (a suggestion, not a diagnosis), and the disc "
+                                   "below. Writes <case>.measures.csv and <case>.results.json (with quality control "
+                                   "of the map) beside the label map or at --out. Definitions: docs/measurements.md.")
+    p.add_argument("labels", help="level map (values 1 T11 ... 7 L5), any format saunet reads")
+    p.add_argument("--image", default=None, help="the scan it belongs to: its header gives the geometry, and the "
+                                                 "grids must match")
+    p.add_argument("--orientation", default=None, metavar="CODE",
+                   help="the array layout for a header without one (e.g. RPS), as for segment")
+    p.add_argument("-o", "--out", default=None,
+                   help="path prefix of the outputs (default: beside the label map, its name without suffix)")
+    p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("evaluate", help="compare predictions with references",
                        description="Dice, Jaccard, precision, recall, HD, HD95, ASSD per case, and a summary.")

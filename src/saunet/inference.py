@@ -22,6 +22,7 @@ from saunet.imageio import Volume
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Preprocessor
+from saunet.quality import TrainingProfile, Verdict, assess
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
@@ -220,6 +221,7 @@ class Segmenter:
         self.postprocessing = PostprocessingSettings(min_component_mm3,
                                                      learned if max_components is None else max_components)
         self.chunk_slices = chunk_slices
+        self.training_profile = TrainingProfile.from_dict(checkpoint.training_profile)
 
     def segment(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None) -> Segmentation:
         """Label map and probabilities of ``volume`` on its own grid.
@@ -241,3 +243,8 @@ class Segmenter:
         superior = (layout.axes[1], -1 if layout.flips[1] else 1)  # the stored axis that runs cranio-caudally
         labels = postprocess(raw, volume.spacing, self.postprocessing, probabilities, superior)
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout)
+
+    def assess(self, volume: Volume, result: Segmentation) -> Verdict:
+        """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
+        return assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
+                      self.label_map, self.training_profile)

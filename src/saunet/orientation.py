@@ -123,3 +123,17 @@ def volume_layout(volume, slice_axis: int | None = None, orientation: str | None
                                       "how the array is laid out with --orientation (e.g. RPS, or LPS if it really is "
                                       "identity) or --slice-axis")
     return layout_from_direction(volume.direction, volume.path)
+
+
+def direction_of(layout: Layout) -> np.ndarray:
+    """A direction matrix (ITK columns, LPS) for which :func:`layout_from_direction` gives ``layout``: the
+    geometry of a scan whose header said nothing and whose layout the user gave."""
+    direction = np.zeros((3, 3))
+    for (world, sign), axis, flip in zip(CANONICAL, layout.axes, layout.flips):
+        direction[world, 2 - axis] = -sign if flip else sign
+    return direction
+
+
+def world_direction(volume, layout: Layout) -> np.ndarray:
+    """The direction matrix to measure ``volume`` in: its header's, unless the header has none."""
+    return volume.direction if volume.oriented else direction_of(layout)

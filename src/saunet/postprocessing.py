@@ -117,7 +117,8 @@ def extents(ids: np.ndarray, axis: int) -> np.ndarray:
 def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
                   superior: tuple[int, int]) -> np.ndarray:
     """Level-consistent labels: each body gets one level, the levels run 1..K from the most superior body down
-    without a gap, and which run is chosen from the whole sequence: the offset that maximises the summed level
+    without a gap (unless the bodies' spacing shows a body missing: :func:`level_steps`), and which run is
+    chosen from the whole sequence: the offset that maximises the summed level
     probability of the bodies. A body the run would place outside 1..K (a T10 above, the sacrum below) becomes
     background. (K, ...) ``probabilities`` of levels 1..K; returns classes 0..K (uint8).
 
@@ -136,13 +137,26 @@ def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[
     height = (np.bincount(index, weights=coordinate.ravel(), minlength=count + 1)[1:]
               / np.bincount(index, minlength=count + 1)[1:])
     top_down = np.argsort(-height)  # component indices (0-based) from the most superior body
+    ranks = level_steps(height[top_down])
 
     def score(offset: int) -> float:
-        return sum(votes[c, offset + i] for i, c in enumerate(top_down) if 0 <= offset + i < levels)
+        return sum(votes[c, offset + r] for r, c in zip(ranks, top_down) if 0 <= offset + r < levels)
 
-    offset = max(range(-count + 1, levels), key=score)
+    offset = max(range(-int(ranks[-1]), levels), key=score)
     level_of = np.zeros(count + 1, np.uint8)
-    for i, c in enumerate(top_down):
-        if 0 <= offset + i < levels:
-            level_of[c + 1] = offset + i + 1
+    for r, c in zip(ranks, top_down):
+        if 0 <= offset + r < levels:
+            level_of[c + 1] = offset + r + 1
     return level_of[components]
+
+
+def level_steps(heights: np.ndarray, missed: float = 1.6) -> np.ndarray:
+    """Ranks 0, 1, ... of bodies at cranio-caudal ``heights`` (from the top down) in the run of levels: one
+    level per body, except that a step over ``missed`` times the median step between bodies skips the levels
+    that fit in it (a body the network did not find leaves a gap, not a shifted name below it)."""
+    steps = -np.diff(heights)
+    if len(steps) < 2:
+        return np.arange(len(heights))
+    typical = np.median(steps)
+    skips = np.where(steps > missed * typical, np.maximum(np.rint(steps / typical), 1), 1).astype(int)
+    return np.concatenate([[0], np.cumsum(skips)])

@@ -26,6 +26,7 @@ from saunet.models import create, full_arguments
 from saunet.orientation import volume_layout
 from saunet.postprocessing import PostprocessingSettings, label_components
 from saunet.preprocessing import Preprocessor
+from saunet.quality import TrainingProfile, training_profile
 
 
 @dataclass
@@ -251,7 +252,8 @@ class TrainingRun:
     progress: bool = True
 
 
-def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[PreparedCase], device: torch.device) -> Checkpoint:
+def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[PreparedCase], device: torch.device,
+               profile: TrainingProfile) -> Checkpoint:
     """The checkpoint record of a run before its first epoch: what inference will need, and where it trained."""
     return Checkpoint(
         model=config.model, model_kwargs=model_kwargs, preprocessing=config.preprocessing, label_map=config.label_map,
@@ -259,7 +261,8 @@ def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[Prepare
         postprocessing=PostprocessingSettings(max_components=int(np.median([case.components for case in train_data]))),
         slice_axis=config.slice_axis,
         trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()})
+        config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        training_profile=profile.to_dict())
 
 
 def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_dir: Path,
@@ -273,7 +276,7 @@ def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], 
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = training_form(create(config.model, **model_kwargs).to(device), config.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    checkpoint = new_record(config, model_kwargs, train_data, device)
+    checkpoint = new_record(config, model_kwargs, train_data, device, training_profile(train_cases, config.slice_axis))
     last_path = out_dir / "checkpoint_last.pt"
     if resume and last_path.exists():
         saved = Checkpoint.load(last_path)

@@ -1,0 +1,244 @@
+"""Quality control: a confidence per body and a verdict per scan (``ok`` / ``check`` / ``fail``) with reasons a
+person understands. The thresholds are calibrated on cross-validated predictions and on scans of contrasts the
+model never saw (reports/qc); docs/measurements.md explains each reason.
+
+What the model was trained on is a :class:`TrainingProfile` in its checkpoint (and ONNX metadata): the range of
+slice spacing, in-plane spacing, cranio-caudal field of view and two intensity statistics of the training scans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from saunet.labels import LEVELS
+from saunet.orientation import Layout
+from saunet.preprocessing import normalise_intensities
+
+SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
+# A scan's statistic may lie this share of the training range's width beyond it before it counts as unlike.
+RANGE_MARGIN = 0.25
+SPACING_FACTOR = 1.5  # spacings up to this factor outside the trained range are still familiar
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where QC speaks up (reports/qc: chosen on cross-validated predictions)."""
+
+    body_confidence: float = 0.55  # mean probability margin inside a body
+    level_agreement: float = 0.6  # share of a body's level votes for the name it got
+    naming_margin: float = 0.15  # how much better the chosen names score than the run shifted by one level
+    volume_ratio: tuple[float, float] = (0.5, 1.8)  # a body's volume against the median of the others
+    volume_cm3: tuple[float, float] = (5.0, 90.0)
+    min_bodies: int = 5  # a lumbar scan shows L1-L5 at least
+    fail_confidence: float = 0.3  # mean body confidence of the scan below which it fails
+
+
+THRESHOLDS = Thresholds()
+STATISTICS = ("slice_spacing_mm", "in_plane_spacing_mm", "field_cc_mm", "body_intensity", "body_contrast")
+
+
+@dataclass
+class TrainingProfile:
+    """Ranges (min, max) of each of :data:`STATISTICS` over the training scans; empty: unknown."""
+
+    ranges: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in self.ranges.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> TrainingProfile:
+        return cls({k: tuple(v) for k, v in (values or {}).items()})
+
+
+def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layout, bodies: np.ndarray) -> dict:
+    """The scan's :data:`STATISTICS`: spacings and field of view (mm) from the grid, and the median intensity
+    inside the vertebral bodies ``bodies`` and its difference to their surroundings (a shell of ``SHELL_MM``), in
+    the units the network sees (the scan clipped and standardised)."""
+    canonical = layout.spacing(spacing)
+    stats = {"slice_spacing_mm": canonical[0], "in_plane_spacing_mm": max(canonical[1:]),
+             "field_cc_mm": array.shape[layout.axes[1]] * canonical[1]}
+    if not bodies.any():
+        return {**stats, "body_intensity": float("nan"), "body_contrast": float("nan")}
+    image = normalise_intensities(np.asarray(array, np.float32), (0.5, 99.5))
+    radius = [max(1, int(round(SHELL_MM / s))) for s in spacing]
+    occupied = np.argwhere(bodies)
+    box = tuple(slice(max(int(lo) - r, 0), int(hi) + r + 1) for lo, hi, r in zip(occupied.min(0), occupied.max(0), radius))
+    near = bodies[box].astype(np.uint8)  # the dilation needs only the bodies' neighbourhood
+    grown = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(near), radius[::-1])) > 0
+    inside = float(np.median(image[bodies]))
+    shell = image[box][grown & ~bodies[box]]
+    return {**stats, "body_intensity": inside, "body_contrast": inside - float(np.median(shell)) if shell.size else 0.0}
+
+
+def profile_of(statistics: list[dict]) -> TrainingProfile:
+    """The ranges of the training scans' statistics."""
+    return TrainingProfile({k: (float(np.nanmin([s[k] for s in statistics])), float(np.nanmax([s[k] for s in statistics])))
+                            for k in STATISTICS})
+
+
+def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
+    """Reasons the scan is unlike the training scans, one per statistic outside the trained range."""
+    reasons = []
+    for name, (low, high) in profile.ranges.items():
+        value = statistics.get(name, float("nan"))
+        if not np.isfinite(value):
+            continue
+        if name.endswith("spacing_mm"):
+            outside = value > high * SPACING_FACTOR or value < low / SPACING_FACTOR
+        else:
+            margin = RANGE_MARGIN * (high - low)
+            outside = value > high + margin or value < low - margin
+        if outside:
+            reasons.append(f"{name.replace('_', ' ')} {value:.2f} outside the trained range {low:.2f}-{high:.2f}")
+    return reasons
+
+
+@dataclass
+class BodyQuality:
+    level: int
+    name: str
+    confidence: float  # mean (p of its level - highest other p, background included) inside the body
+    level_agreement: float  # share of the body's foreground probability on its own level
+    volume_cm3: float
+    flags: list[str]
+
+    @property
+    def verdict(self) -> str:
+        return "check" if self.flags else "ok"
+
+
+@dataclass
+class Verdict:
+    verdict: str  # ok, check or fail
+    reasons: list[str]
+    bodies: list[BodyQuality]
+    statistics: dict
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "reasons": self.reasons, "statistics": self.statistics,
+                "bodies": [{**asdict(b), "verdict": b.verdict} for b in self.bodies]}
+
+
+def model_votes(own: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
+    """Confidence and level agreement of a body from the probabilities of its own level at its voxels (N,) and
+    of the other levels (K-1, N)."""
+    background = 1.0 - own - rest.sum(0)
+    rival = np.maximum(rest.max(0), background) if len(rest) else background
+    return float(np.mean(own - rival)), float(own.sum() / max(own.sum() + rest.sum(), 1e-9))
+
+
+def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndarray | None, spacing: tuple[float, ...],
+                 names: dict[int, str] = LEVELS, thresholds: Thresholds = THRESHOLDS) -> list[BodyQuality]:
+    """Per body value in ``bodies`` (``classes`` its class index 1..K per voxel, ``probabilities`` (K, ...) or
+    None for a map without a model): the model's confidence, the agreement of its level votes, and its volume
+    against the other bodies'."""
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    where = np.nonzero(bodies)  # gathered once: a scan is mostly background
+    ids, body_classes = bodies[where], classes[where]
+    inside_probabilities = None if probabilities is None else probabilities[(slice(None), *where)]
+    found = []
+    for value in (int(v) for v in np.unique(ids)):
+        mine = ids == value
+        votes = (float("nan"), float("nan"))
+        if inside_probabilities is not None:
+            k = int(np.bincount(body_classes[mine]).argmax()) - 1
+            p = inside_probabilities[:, mine]
+            votes = model_votes(p[k], np.delete(p, k, axis=0))
+        found.append((value, *votes, mine.sum() * voxel_cm3))
+    volumes = np.array([v for *_, v in found])
+    result = []
+    for i, (value, confidence, agreement, volume) in enumerate(found):
+        others = np.delete(volumes, i)
+        ratio = volume / np.median(others) if len(others) else 1.0
+        flags = [text for bad, text in (
+            (confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
+            (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
+            (not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
+             f"volume {ratio:.1f} x the other bodies'"),
+            (not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1], f"implausible volume {volume:.1f} cm3"),
+        ) if bad]
+        result.append(BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume, flags))
+    return result
+
+
+def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
+    """How much more of the bodies' probability the chosen level names hold than the same run of names shifted
+    one level up or down: (chosen - best shifted) / the larger of the two, in [-1, 1]. Near 0 or below: the names
+    could be one level off."""
+    count = probabilities.shape[0]
+    where = np.nonzero(classes)
+    named = classes[where]
+    mass = np.stack([np.bincount(named, weights=p[where], minlength=count + 1) for p in probabilities])
+    present = [k for k in range(1, count + 1) if (classes == k).any()]
+    if not present:
+        return 0.0
+    chosen = sum(mass[k - 1, k] for k in present)
+    shifted = [sum(mass[k - 1 + s, k] for k in present if 0 <= k - 1 + s < count) for s in (-1, 1)]
+    larger = max(chosen, *shifted)
+    return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
+
+
+def level_gaps(levels: np.ndarray) -> list[int]:
+    """Level values missing between the highest and the lowest level present."""
+    present = sorted(int(v) for v in np.unique(levels) if v > 0)
+    return [v for v in range(present[0], present[-1] + 1) if v not in present] if present else []
+
+
+def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
+                 margin: float | None, thresholds: Thresholds = THRESHOLDS) -> Verdict:
+    """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed."""
+    fails, checks = [], []
+    if len(bodies) < 3:
+        fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
+    elif len(bodies) < thresholds.min_bodies:
+        checks.append(f"only {len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
+    if bodies and np.mean([b.confidence for b in bodies]) < thresholds.fail_confidence:
+        fails.append(f"low confidence throughout (mean {np.mean([b.confidence for b in bodies]):.2f})")
+    checks += [f"image unlike the training scans: {r}" for r in unfamiliar(statistics, profile)]
+    if gaps:
+        checks.append("gap in the level sequence: " + ", ".join(LEVELS.get(v, str(v)) for v in gaps) + " missing")
+    if margin is not None and bodies and margin < thresholds.naming_margin:
+        checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
+    checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags]
+    verdict = "fail" if fails else "check" if checks else "ok"
+    return Verdict(verdict, fails + checks, bodies, statistics)
+
+
+def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
+           layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS) -> Verdict:
+    """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
+    ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile``. A binary model's
+    bodies are its connected components."""
+    from saunet.postprocessing import label_components
+
+    classes = label_map.apply(labels)
+    if label_map.classes is None:
+        bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
+    else:
+        bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes, probabilities), level_gaps(labels)
+    quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds)
+    statistics = scan_statistics(array, spacing, layout, labels > 0)
+    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds)
+
+
+def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thresholds = THRESHOLDS) -> Verdict:
+    """QC of a level map without its model: number of bodies, gaps, volumes."""
+    quality = body_quality(levels, levels, None, spacing, LEVELS, thresholds)
+    return scan_verdict(quality, {}, TrainingProfile(), level_gaps(levels), None, thresholds)
+
+
+def training_profile(cases: list, slice_axis: int | None = None) -> TrainingProfile:
+    """The :class:`TrainingProfile` of training ``cases`` (saunet.datasets.Case), bodies from their reference masks."""
+    from saunet.datasets import read_case
+    from saunet.orientation import volume_layout
+
+    statistics = []
+    for case in cases:
+        image, label = read_case(case)
+        layout = volume_layout(image, slice_axis)
+        statistics.append(scan_statistics(image.array, image.spacing, layout, label.array > 0))
+    return profile_of(statistics)

@@ -1,0 +1,92 @@
+"""Quality control: body confidence, level naming, scan verdicts, and images unlike the training scans."""
+
+import numpy as np
+
+from saunet.orientation import Layout
+from saunet.quality import (
+    TrainingProfile,
+    assess_map,
+    body_quality,
+    level_gaps,
+    naming_margin,
+    profile_of,
+    scan_statistics,
+    scan_verdict,
+    unfamiliar,
+)
+
+SPACING = (4.0, 1.0, 1.0)
+
+
+def column(levels=(3, 4, 5, 6, 7), shape=(6, 200, 40), height=24, gap=8):
+    """Canonical-layout level map: bodies of ``height`` voxels stacked from the top with ``gap`` between."""
+    labels = np.zeros(shape, np.uint8)
+    for i, value in enumerate(levels):
+        top = shape[1] - 10 - i * (height + gap)
+        labels[1:5, top - height : top, 8:32] = value
+    return labels
+
+
+def probabilities_for(labels, levels=7, sure=0.95):
+    """(K, ...) probabilities that put ``sure`` on each voxel's own level and the rest on background."""
+    p = np.zeros((levels, *labels.shape), np.float32)
+    for value in range(1, levels + 1):
+        p[value - 1][labels == value] = sure
+    return p
+
+
+def test_confident_bodies_pass_and_unsure_ones_are_flagged():
+    labels = column()
+    p = probabilities_for(labels)
+    p[4][labels == 5], p[3][labels == 5] = 0.45, 0.40  # L3: split between L3 and L2
+    bodies = {b.name: b for b in body_quality(labels, labels, p, SPACING)}
+    assert bodies["L1"].verdict == "ok" and bodies["L1"].confidence > 0.9
+    assert bodies["L3"].verdict == "check" and bodies["L3"].confidence < 0.1
+    assert any("votes" in flag for flag in bodies["L3"].flags)
+
+
+def test_a_body_of_implausible_size_is_flagged():
+    labels = column()
+    labels[labels == 6] = 0
+    labels[1:5, 80:83, 8:32] = 6  # L4 a sliver
+    bodies = {b.name: b for b in body_quality(labels, labels, probabilities_for(labels), SPACING)}
+    assert any("volume" in flag for flag in bodies["L4"].flags)
+
+
+def test_names_shifted_by_one_level_have_no_margin():
+    labels = column()
+    right = probabilities_for(labels)
+    assert naming_margin(labels, right) > 0.9
+    shifted = np.roll(right, 1, axis=0)  # the model votes one level lower than the names
+    assert naming_margin(labels, shifted) < 0
+
+
+def test_gaps_in_the_level_sequence():
+    assert level_gaps(column((3, 4, 6, 7))) == [5]
+    assert level_gaps(column()) == []
+
+
+def test_verdicts():
+    labels = column()
+    bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
+    assert scan_verdict(bodies, {}, TrainingProfile(), [], 0.9).verdict == "ok"
+    assert scan_verdict(bodies[:2], {}, TrainingProfile(), [], 0.9).verdict == "fail"
+    unsure = scan_verdict(bodies, {}, TrainingProfile(), [], 0.05)
+    assert unsure.verdict == "check" and "level names uncertain" in unsure.reasons[0]
+    gap = assess_map(column((3, 4, 6, 7, 1)), SPACING)
+    assert gap.verdict == "check" and any("gap" in r for r in gap.reasons)
+
+
+def test_an_inverted_image_is_unlike_its_training_scans():
+    from saunet.experiments.phantoms import make_phantom
+
+    layout = Layout((0, 2, 1), (False, False, False))  # phantoms: slices, posterior, cranial
+    phantoms = [make_phantom(seed=s, shape=(9, 96, 96)) for s in range(8)]
+    profile = profile_of([scan_statistics(p.image, p.spacing, layout, p.label > 0) for p in phantoms])
+    new = make_phantom(seed=9, shape=(9, 96, 96))  # within the family's range (seeds 10, 11 are brighter)
+    assert unfamiliar(scan_statistics(new.image, new.spacing, layout, new.label > 0), profile) == []
+    inverted = scan_statistics(new.image.max() - new.image, new.spacing, layout, new.label > 0)
+    reasons = unfamiliar(inverted, profile)
+    assert any("body contrast" in r for r in reasons), reasons
+    thick = scan_statistics(new.image, (12.0, *new.spacing[1:]), layout, new.label > 0)
+    assert any("slice spacing" in r for r in unfamiliar(thick, profile))
