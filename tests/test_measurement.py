@@ -114,3 +114,12 @@ def test_same_map_measures_the_same_in_every_stored_layout():
 def test_grades_follow_genant_thresholds():
     assert [grade_suggestion(x) for x in (0.1, 0.22, 0.3, 0.5)] == [
         "none", "mild (grade 1)", "moderate (grade 2)", "severe (grade 3)"]
+
+
+def test_a_body_too_small_to_read_is_not_graded():
+    labels = np.zeros((6, 40, 40), np.uint8)
+    labels[3, 20, 20] = 5  # one voxel: no frame, no heights
+    labels[2:4, 2:4, 2:4] = 6  # eight voxels: heights of a voxel or two, ratios where a height is zero are empty
+    rows = {r.name: r for r in measure_levels(labels, (1.0, 1.0, 1.0), np.eye(3))}
+    assert rows["L3"].grade_suggestion == "not measured" and np.isnan(rows["L3"].wedge_ratio)
+    assert rows["L4"].volume_cm3 == pytest.approx(0.008)

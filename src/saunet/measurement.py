@@ -23,7 +23,7 @@ LR_OFFSETS_MM = (-1.0, 0.0, 1.0)  # and of the planes this far either side of th
 # Genant's semi-quantitative grades by height loss (Genant et al., J Bone Miner Res 1993).
 GRADES = ((0.40, "severe (grade 3)"), (0.25, "moderate (grade 2)"), (0.20, "mild (grade 1)"))
 SUPERIOR, RIGHT = np.array([0.0, 0.0, 1.0]), np.array([-1.0, 0.0, 0.0])  # LPS world
-TILT_SEARCH = 40.0  # degrees either side of the scanner's superior axis searched for a body's own axis
+TILT_SEARCH = 25.0  # degrees either side of the spine's course searched for a body's own axis
 POSITIONS = ("anterior", "middle", "posterior")
 
 
@@ -90,25 +90,41 @@ class WorldGrid:
         return found
 
 
-def body_frame(points: np.ndarray) -> Frame:
+def body_frame(points: np.ndarray, spine: np.ndarray | None = None) -> Frame:
     """A body's own axes from its voxel positions: left-right is the principal axis nearest the scanner's;
-    in the sagittal plane across it, the cranio-caudal axis is the direction (within ``TILT_SEARCH`` degrees of
-    the scanner's superior) along which the body is shortest, endplate to endplate (1st to 99th percentile of
-    the positions), as the sides of the smallest bounding rectangle: principal axes alone tilt with a body's
-    rounded corners and posterior wall when its depth and height are alike."""
+    in the sagittal plane across it, the cranio-caudal axis is the direction along which the body is shortest,
+    endplate to endplate (1st to 99th percentile of the positions), as the sides of the smallest bounding
+    rectangle: principal axes alone tilt with a body's rounded corners and posterior wall when its depth and
+    height are alike. It is searched within ``TILT_SEARCH`` degrees of ``spine`` (the direction from the body
+    below to the body above, when there are neighbours; else the scanner's superior), so a body that merged
+    with part of its disc cannot turn on its side."""
     centre = points.mean(0)
     offsets = points - centre
     _, vectors = np.linalg.eigh(np.cov(offsets.T))
     right = max(vectors.T, key=lambda v: abs(v @ RIGHT))
     right = right * np.sign(right @ RIGHT)
-    upward = SUPERIOR - (SUPERIOR @ right) * right
+    prior = SUPERIOR if spine is None else spine
+    upward = prior - (prior @ right) * right
     upward /= np.linalg.norm(upward)
+    upward *= np.sign(upward @ SUPERIOR) or 1.0
     forward = np.cross(upward, right)  # anterior
     angles = np.radians(np.arange(-TILT_SEARCH, TILT_SEARCH + 0.25, 0.5))
     candidates = np.cos(angles)[:, None] * upward + np.sin(angles)[:, None] * forward  # (n, 3)
     low, high = np.percentile(offsets @ candidates.T, (1, 99), axis=0)
     superior = candidates[int(np.argmin(high - low))]
     return Frame(centre, superior, np.cross(superior, right), right)
+
+
+def spine_directions(centroids: dict[int, np.ndarray]) -> dict[int, np.ndarray | None]:
+    """Per level, the unit direction from the next level below to the next level above (one side at the ends;
+    None for a level alone): the local course of the spine."""
+    levels = sorted(centroids)
+    directions = {}
+    for i, level in enumerate(levels):
+        above, below = centroids[levels[max(i - 1, 0)]], centroids[levels[min(i + 1, len(levels) - 1)]]
+        step = above - below
+        directions[level] = step / np.linalg.norm(step) if np.linalg.norm(step) > 0 else None
+    return directions
 
 
 def mean_frame(upper: Frame, lower: Frame) -> Frame:
@@ -180,6 +196,11 @@ def grade_suggestion(deformity: float) -> str:
     return next((grade for limit, grade in GRADES if deformity > limit), "none")
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is not a positive number (a body too small or irregular to read a height from)."""
+    return a / b if np.isfinite(b) and b > 0 else float("nan")
+
+
 def neighbour_reference(posterior: dict[int, float], level: int) -> float:
     """Mean posterior height of the nearest measured levels above and below ``level`` (NaN if none)."""
     near = [posterior[v] for v in (max((v for v in posterior if v < level), default=None),
@@ -197,12 +218,13 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
     values = [int(v) for v in np.unique(labels) if v > 0]
     frames, heights, volumes, reach = {}, {}, {}, {}
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    points = {value: grid.positions(labels == value) for value in values}
+    spine = spine_directions({v: p.mean(0) for v, p in points.items() if len(p)})
     for value in values:
         mask = labels == value
-        points = grid.positions(mask)
-        frames[value] = body_frame(points) if len(points) > 3 else None
+        frames[value] = body_frame(points[value], spine.get(value)) if len(points[value]) > 3 else None
         volumes[value] = mask.sum() * voxel_cm3
-        reach[value] = float(np.linalg.norm(points.max(0) - points.min(0))) / 2 + 2.0
+        reach[value] = float(np.linalg.norm(points[value].max(0) - points[value].min(0))) / 2 + 2.0
         heights[value] = (body_heights(grid, mask, frames[value], reach[value]) if frames[value] is not None
                           else {p: float("nan") for p in POSITIONS})
     posterior = {v: heights[v]["posterior"] for v in values}
@@ -211,12 +233,13 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
         h = heights[value]
         reference = neighbour_reference(posterior, value)
         smallest = min(h.values())
-        losses = [1 - h["anterior"] / h["posterior"], 1 - h["middle"] / h["posterior"], 1 - h["posterior"] / reference]
-        deformity = max(0.0, *(x for x in losses if np.isfinite(x))) if np.isfinite(h["posterior"]) else float("nan")
+        losses = [1 - ratio(h["anterior"], h["posterior"]), 1 - ratio(h["middle"], h["posterior"]),
+                  1 - ratio(h["posterior"], reference)]
+        deformity = max(0.0, *(x for x in losses if np.isfinite(x))) if ratio(1.0, h["posterior"]) > 0 else float("nan")
         centroid = frames[value].origin if frames[value] is not None else np.full(3, np.nan)
         rows.append(LevelMeasures(
             value, names.get(value, f"label {value}"), volumes[value], h["anterior"], h["middle"], h["posterior"],
-            h["anterior"] / h["posterior"], h["middle"] / h["posterior"], 100 * (1 - smallest / reference),
+            ratio(h["anterior"], h["posterior"]), ratio(h["middle"], h["posterior"]), 100 * (1 - ratio(smallest, reference)),
             100 * deformity, grade_suggestion(deformity), centroid_x_mm=centroid[0], centroid_y_mm=centroid[1],
             centroid_z_mm=centroid[2]))
     for row, lower in zip(rows, rows[1:]):

@@ -173,7 +173,7 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     where = np.nonzero(classes)
     named = classes[where]
     mass = np.stack([np.bincount(named, weights=p[where], minlength=count + 1) for p in probabilities])
-    present = [k for k in range(1, count + 1) if (classes == k).any()]
+    present = [int(k) for k in np.unique(named)]
     if not present:
         return 0.0
     chosen = sum(mass[k - 1, k] for k in present)
@@ -205,7 +205,7 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
         checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
     checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags]
     verdict = "fail" if fails else "check" if checks else "ok"
-    return Verdict(verdict, fails + checks, bodies, statistics)
+    return Verdict(verdict, fails + checks, bodies, {**statistics, "naming_margin": margin})
 
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,

@@ -2,8 +2,9 @@
 
 Each fold's model segments its own test scans, as they are and in two contrasts it was never trained on
 (the intensities inverted; a T1-like transform that darkens fluid and brightens mid-grey tissue); each result
-gets its QC verdict and body-wise scores against the expert masks. On the unchanged scans the measurements of
-every level are compared with the same measurements of the expert masks (Bland-Altman).
+gets its QC verdict and body-wise scores against the expert masks. The measurements of every level of the
+cross-validation's predictions (``fold_K/predictions``, written by ``saunet cv``) are compared with the same
+measurements of the expert masks (Bland-Altman).
 
     python -m saunet.experiments.qc_calibration --cv runs/cv-levels --model sau-net \
         --data ../shared/data/lumbar-t2 --data ../shared/data/lumbar-water-fat --out reports/qc
@@ -37,9 +38,9 @@ def contrasts(array: np.ndarray) -> dict[str, np.ndarray]:
     return {"original": array, "inverted": (1 - u) * 1000, "T1-like": 4 * u * (1 - u) * 1000}
 
 
-def paired_measures(pred: np.ndarray, ref: np.ndarray, volume, layout) -> list[dict]:
+def paired_measures(pred: np.ndarray, ref: np.ndarray, volume) -> list[dict]:
     """Per level present in both: each measure on the prediction and on the expert mask."""
-    direction = world_direction(volume, layout)
+    direction = world_direction(volume, volume_layout(volume))
     found = {r.level: r for r in measure_levels(pred, volume.spacing, direction, volume.origin)}
     expert = {r.level: r for r in measure_levels(ref, volume.spacing, direction, volume.origin)}
     return [{"level": v, "name": expert[v].name,
@@ -47,30 +48,54 @@ def paired_measures(pred: np.ndarray, ref: np.ndarray, volume, layout) -> list[d
              **{f"{m}_ref": getattr(expert[v], m) for m in MEASURES}} for v in sorted(set(found) & set(expert))]
 
 
-def run(cv: Path, model: str, data: list[Path]) -> list[dict]:
-    from saunet.inference import Segmenter
+def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path) -> list[dict]:
+    """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
+    and read from there when the report is made again."""
+    from saunet.crossval import training_finished
 
     cases = {c.name: c for d in data for c in list_cases(d)}
     splits = json.loads((cv / "splits.json").read_text())["folds"]
     rows = []
     for split in splits:
-        run_dir = cv / model / f"fold_{split['fold']}"
-        if not (run_dir / "checkpoint_best.pt").exists():
-            continue
-        segmenter = Segmenter(run_dir / "checkpoint_best.pt")
-        for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
-            image, label = read_case(cases[name])
-            layout = volume_layout(image)
-            for kind, array in contrasts(image.array).items():
-                image.array = array
-                result = segmenter.segment(image)
-                verdict = segmenter.assess(image, result)
-                row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
-                       "verdict": verdict.verdict, "reasons": verdict.reasons,
-                       **body_metrics(result.labels, label.array)}
-                if kind == "original":
-                    row["measures"] = paired_measures(result.labels, label.array, image, layout)
-                rows.append(row)
+        run_dir, saved = cv / model / f"fold_{split['fold']}", out / f"fold_{split['fold']}.json"
+        if saved.exists():
+            rows += json.loads(saved.read_text())
+        elif training_finished(run_dir, epochs):
+            fold_rows = fold(run_dir, split, cases)
+            write_json(fold_rows, saved)
+            rows += fold_rows
+    return rows
+
+
+def fold(run_dir: Path, split: dict, cases: dict) -> list[dict]:
+    from saunet.inference import Segmenter
+
+    segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+    rows = []
+    for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
+        image, label = read_case(cases[name])
+        for kind, array in contrasts(image.array).items():
+            image.array = array
+            result = segmenter.segment(image)
+            verdict = segmenter.assess(image, result)
+            row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
+                   "verdict": verdict.verdict, "reasons": verdict.reasons, "quality": verdict.to_dict(),
+                   **body_metrics(result.labels, label.array)}
+            rows.append(row)
+    return rows
+
+
+def measured_predictions(cv: Path, model: str, data: list[Path]) -> list[dict]:
+    """Paired measurements of every cross-validated prediction and its expert mask."""
+    from saunet.imageio import read_volume
+
+    rows = []
+    for case in tqdm([c for d in data for c in list_cases(d)], desc="measuring", unit="scan"):
+        predicted = sorted(cv.glob(f"{model}/fold_*/predictions/{case.name}.*"))
+        if predicted:
+            expert = read_volume(case.label)
+            rows.append({"case": case.name, "dataset": case.dataset, "contrast": "original",
+                         "measures": paired_measures(read_volume(predicted[0]).array, expert.array, expert)})
     return rows
 
 
@@ -143,11 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="sau-net")
     parser.add_argument("--data", action="append", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--epochs", type=int, default=20, help="the folds' epochs: unfinished folds are left out")
     args = parser.parse_args(argv)
-    rows = run(args.cv, args.model, args.data)
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = run(args.cv, args.model, args.data, args.epochs, args.out)
     write_json(rows, args.out / "qc_cases.json")
-    table, pairs = agreement(rows)
+    measured = measured_predictions(args.cv, args.model, args.data)
+    write_json(measured, args.out / "measures.json")
+    table, pairs = agreement(measured)
     bland_altman_figure(pairs, args.out / "bland_altman.png")
     command = "python -m saunet.experiments.qc_calibration " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     write_text(f"# QC calibration and measurement agreement (generated)\n\nCommand: `{command}`\n\n"
