@@ -221,3 +221,28 @@ def test_cv_over_two_data_sets_reports_each(tmp_path):
     assert {(r["model"], r["dataset"]) for r in rows} == {(m, d) for m in ("sau-net", "dense-unet") for d in ("full", "partial")}
     report = (tmp_path / "cv" / "cv.md").read_text(encoding="utf-8")
     assert "### full" in report and "### partial" in report and "body-wise Dice" in report
+
+
+def test_thick_slice_copies_keep_every_kth_slice_with_its_geometry(tmp_path):
+    from helpers import phantom_pair
+
+    from saunet.experiments.thick_slices import thinned
+    from saunet.imageio import read_volume, write_like
+
+    image_path, _ = phantom_pair(tmp_path, "scan.nii.gz", "label.nii.gz", shape=(9, 40, 40))
+    volume = read_volume(image_path)
+    thin = thinned(volume, 0, 4)
+    assert thin.array.shape == (3, 40, 40) and np.array_equal(thin.array, volume.array[::4])
+    assert thin.spacing[0] == 4 * volume.spacing[0] and thin.origin == volume.origin
+    written = read_volume(write_like(thin.array, thin, tmp_path / "thin.nii.gz"))  # a valid image of its own
+    assert np.allclose(written.spacing, thin.spacing)
+
+
+def test_contrast_transforms_invert_and_darken_the_brightest():
+    from saunet.experiments.qc_calibration import contrasts
+
+    ramp = np.linspace(0, 1000, 1000, dtype=np.float32).reshape(10, 10, 10)
+    made = contrasts(ramp)
+    assert made["inverted"][0, 0, 0] > made["inverted"][-1, -1, -1]
+    t1 = made["T1-like"]
+    assert t1[5, 0, 0] > t1[0, 0, 0] and t1[5, 0, 0] > t1[-1, -1, -1]  # mid-grey brightest, fluid dark

@@ -2,7 +2,9 @@
 
 Without data: make a synthetic cohort, train a brief SAU-Net, segment the held-out phantoms, evaluate, and
 write a report with a table and overlay figures. With ``--data``: segment that data set with the shipped
-model (or a briefly trained one with ``--train``) and evaluate against its labels.
+level model (or a briefly trained one with ``--train``) and evaluate against its labels. Either way each scan
+gets its quality-control verdict and, from a level model, its measurements, and the HTML pages of
+``saunet segment --report`` are written to ``OUT/html``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from saunet.experiments.reports import box_plots, metrics_table, overlay_figure,
 from saunet.files import write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
+from saunet.records import measure_volume
+from saunet.report import Report
 from saunet.training import TrainConfig, train
 
 DEMO_CONFIG = dict(model="sau-net", epochs=8, steps_per_epoch=15, batch_size=2, patch=96, lr=3e-3,
@@ -47,21 +51,27 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
         model_note = f"a SAU-Net trained for {config.epochs} epochs on {len(train_cases)} cases: {model_path}"
     else:
         model_path = None
-        model_note = "the shipped lumbar T2 SAU-Net"
+        model_note = "the shipped vertebral-level SAU-Net"
     segmenter = Segmenter(model_path)
+    pages = Report(out / "html", f"saunet demo{' --data ' + str(data) if data != out / 'phantoms' else ''}")
+    levels_model = segmenter.label_map.classes is not None
     rows, figures = [], []
     for case in tqdm(test_cases, desc="segmenting"):
         image, label = read_case(case)
         result = segmenter.segment(image)
         write_like(result.labels, image, out / "predictions" / f"{case.name}{output_suffix(image.path)}")
-        rows.append({"model": "sau-net", "case": case.name,
+        verdict = segmenter.assess(image, result)
+        pages.add(case.name, image, result, measure_volume(result.labels, image, result.layout) if levels_model else None,
+                  verdict)
+        rows.append({"model": "sau-net", "case": case.name, "qc": verdict.verdict,
                      **case_metrics(result.labels > 0, label.array > 0, image.spacing)})
         if len(figures) < 3:
             figures.append(overlay_figure(
                 sagittal_view(image, image.array), sagittal_view(image, label.array),
                 {"SAU-Net": sagittal_view(image, result.labels)}, out / "figures" / f"overlay_{case.name}.png",
                 title=case.name))
-    write_csv(rows, out / "cases.csv", ["case", *METRICS])
+    write_csv(rows, out / "cases.csv", ["case", *METRICS, "qc"])
+    html = pages.finish()
     write_json({"cases": rows}, out / "cases.json")
     if histories:
         figures.append(training_curves(histories, out / "figures" / "training_curves.png"))
@@ -71,9 +81,10 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
         f"# saunet demo\n\nCommand: `saunet demo{' --data ' + str(data) if data != out / 'phantoms' else ''}`\n\n"
         f"Data: {data} ({len(test_cases)} test cases)\nModel: {model_note}\n\n{table}\n"
         + "".join(f"![{f.stem}](figures/{f.name})\n" for f in figures)
-        + f"\nRan in {time.time() - started:.0f} s.\n",
+        + "\nQuality control: " + ", ".join(f"{r['case']} {r['qc']}" for r in rows)
+        + f"; pages: {html.relative_to(out)}\n\nRan in {time.time() - started:.0f} s.\n",
         out / "report.md")
     print(table)
-    print(f"report: {report}")
+    print(f"report: {report}; HTML pages with QC verdicts" + (" and measurements" if levels_model else "") + f": {html}")
     print("figures: " + ", ".join(str(f) for f in figures))
     return report

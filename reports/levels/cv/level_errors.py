@@ -1,0 +1,43 @@
+"""Where the cross-validated level predictions go wrong, per level: found (body-wise Dice >= 0.5), named
+correctly, and the mean body-wise Dice, over every test scan of every fold (the CV's own predictions).
+
+    python reports/levels/cv/level_errors.py runs/cv-levels sau-net ../shared/data/lumbar-t2 ../shared/data/lumbar-water-fat
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from saunet.datasets import list_cases
+from saunet.evaluation import FOUND_DICE, overlap_metrics
+from saunet.imageio import read_volume
+from saunet.labels import LEVELS
+from saunet.postprocessing import level_regions
+
+cv, model, *data = sys.argv[1:]
+tally = {}
+for case in [c for d in data for c in list_cases(d)]:
+    predicted = sorted(Path(cv).glob(f"{model}/fold_*/predictions/{case.name}.*"))
+    if not predicted:
+        continue
+    pred, ref = read_volume(predicted[0]).array, read_volume(case.label).array
+    regions = level_regions(pred)
+    for value in (int(v) for v in np.unique(ref) if v > 0):
+        body = ref == value
+        touching = np.unique(regions[body])
+        dice = overlap_metrics(np.isin(regions, touching[touching > 0]), body)["dice"]
+        votes = np.bincount(pred[body & (pred > 0)].astype(np.int64), minlength=8)
+        named = int(votes.argmax()) if votes.any() else 0
+        entry = tally.setdefault((case.dataset, value), {"n": 0, "found": 0, "named": 0, "dice": [], "as": {}})
+        entry["n"] += 1
+        entry["found"] += dice >= FOUND_DICE
+        entry["named"] += named == value
+        entry["dice"].append(dice)
+        if named != value:
+            entry["as"][LEVELS.get(named, "nothing")] = entry["as"].get(LEVELS.get(named, "nothing"), 0) + 1
+print("| data set | level | bodies | found | named correctly | body-wise Dice | named instead |")
+print("|---|---|---|---|---|---|---|")
+for (dataset, value), e in sorted(tally.items()):
+    instead = ", ".join(f"{k} {v}" for k, v in sorted(e["as"].items()))
+    print(f"| {dataset} | {LEVELS[value]} | {e['n']} | {e['found']} | {e['named']} | {np.mean(e['dice']):.3f} | {instead} |")
