@@ -142,3 +142,15 @@ def test_touching_bodies_of_different_levels_are_scored_apart():
     pred[:, 2:10], pred[:, 10:18] = 3, 4  # the two bodies touch, each with its own level
     assert body_metrics(pred, ref)["body_dice"] > 0.9
     assert body_metrics(pred > 0, ref)["body_dice"] < 0.7  # one binary component spans both
+
+
+def test_a_neighbour_grazing_a_body_counts_for_its_own_body_only():
+    from saunet.evaluation import body_metrics
+
+    ref = np.zeros((4, 30, 8), np.uint8)
+    ref[:, 2:12], ref[:, 14:24] = 3, 4
+    pred = ref.copy()
+    pred[:, 12:14] = 4
+    pred[0, 11, 0] = 4  # predicted L2 reaches one voxel into L1 across the disc
+    scores = body_metrics(pred, ref)
+    assert scores["body_dice"] > 0.9  # L1 is not scored against the whole predicted L2

@@ -80,9 +80,11 @@ FOUND_DICE = 0.5  # a reference body counts as found when the predicted componen
 
 def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """Body-wise scores, how data sets with different protocols are compared: for each reference body (each
-    label value of ``ref``), the predicted components (of ``pred > 0``) that overlap it, scored against it.
-    Predicted bodies that overlap no reference body (levels the reference leaves unannotated) do not count.
-    A component is a connected region of one predicted label, so touching bodies of different levels stay apart.
+    label value of ``ref``), the predicted components that overlap it, scored against it. A component is a
+    connected region of one predicted label, so touching bodies of different levels stay apart, and it belongs
+    to the reference body it overlaps most: a neighbour that grazes a body at their disc is scored against its
+    own body, not this one too. Predicted bodies that overlap no reference body (levels the reference leaves
+    unannotated) do not count.
 
     Returns the mean body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly
     (the most frequent predicted label inside the body is the body's own; meaningful for level maps).
@@ -90,11 +92,15 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     from saunet.postprocessing import level_regions
 
     components = level_regions(pred)
+    overlap = np.zeros((int(components.max()) + 1, int(ref.max()) + 1), np.int64)
+    np.add.at(overlap, (components.ravel(), ref.ravel().astype(np.int64)), 1)
+    overlap[:, 0] = 0
+    owner = overlap.argmax(1)  # the reference body each component overlaps most (0: none)
+    owner[0] = 0
     dices, named = [], []
     for value in (int(v) for v in np.unique(ref) if v > 0):
         body = ref == value
-        touching = np.unique(components[body])
-        predicted = np.isin(components, touching[touching > 0])
+        predicted = (owner == value)[components]
         dices.append(overlap_metrics(predicted, body)["dice"])
         votes = np.bincount(pred[body & (pred > 0)].astype(np.int64))
         named.append(bool(votes.size) and int(votes.argmax()) == value)

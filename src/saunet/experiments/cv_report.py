@@ -24,7 +24,8 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
 
     models = list(dict.fromkeys(r["model"] for r in result.rows))
     config_dict = {k: v for k, v in asdict(config).items() if k != "model"}
-    arguments = {m: full_arguments(m, **config.model_kwargs) for m in models}
+    arguments = {m: full_arguments(m, out_channels=config.label_map.network_channels, **config.model_kwargs)
+                 for m in models}
     parameters = {m: count_parameters(create(m, **arguments[m])) for m in models}
     write_json({
         "command": command,
@@ -57,9 +58,14 @@ def write_cv_report(result: CVResult, report_dir: Path, command: str, config: Tr
         "Models: " + "; ".join(f"{m} ({parameters[m] / 1e6:.2f} M parameters: "
                                + ", ".join(f"{k}={v}" for k, v in arguments[m].items()) + ")" for m in models) + "\n",
         "## Table 1: models compared (with post-processing)\n",
-        "Post-processing, the same for every model: connected components under "
-        f"{MIN_COMPONENT_MM3:.0f} mm³ are removed, and only the N largest of the rest are kept, N being the median "
-        "number of components in the fold's training masks (lumbar-t2: 7, the masks label T11-L5 only).\n",
+        ("Post-processing, the same for every model: connected components under "
+         f"{MIN_COMPONENT_MM3:.0f} mm³ are removed, then each body gets one level, the levels running from the "
+         "most superior body down in one run chosen from the whole column's level probabilities "
+         "(`saunet.postprocessing.assign_levels`); bodies the run places outside the level table are dropped.\n"
+         if config.classes else
+         "Post-processing, the same for every model: connected components under "
+         f"{MIN_COMPONENT_MM3:.0f} mm³ are removed, and only the N largest of the rest are kept, N being the median "
+         "number of components in the fold's training masks (lumbar-t2: 7, the masks label T11-L5 only).\n"),
         metrics_table(result.rows, groups=models),
     ]
     baselines = [m for m in models if m not in ("sau-net", "dense-unet")]  # dense-unet is Table 4's
