@@ -225,7 +225,6 @@ def test_cv_over_two_data_sets_reports_each(tmp_path):
 
 def test_thick_slice_copies_keep_every_kth_slice_with_its_geometry(tmp_path):
     from helpers import phantom_pair
-
     from saunet.experiments.thick_slices import thinned
     from saunet.imageio import read_volume, write_like
 
