@@ -20,7 +20,7 @@ BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def level_map_file(path, spacing=(3.0, 0.8, 0.8)):
-    bodies = [(3, 36.0, 26, 26, None), (4, 0.0, 10, 26, None), (5, -36.0, 27, 27, None)]
+    bodies = [(3, 36.0, 26, 26, None), (4, 0.0, 8, 26, None), (5, -36.0, 27, 27, None)]
     labels, direction, origin = phantom(bodies, spacing, "PSR", field_mm=150.0)
     return write_image(labels, path, spacing=tuple(reversed(spacing)), origin=origin,
                        direction=tuple(direction.ravel()))
@@ -34,7 +34,7 @@ def test_measure_writes_one_row_per_level_with_units(tmp_path, capsys):
     assert [r["name"] for r in rows] == ["L1", "L2", "L3"]
     assert list(rows[0]) == COLUMNS and "volume_cm3" in COLUMNS and "posterior_height_mm" in COLUMNS
     assert rows[1]["grade_suggestion"].startswith("severe")  # L2 wedged to about half its posterior height
-    record = json.loads((tmp_path / "case.results.json").read_text())
+    record = json.loads((tmp_path / "case.results.json").read_text(encoding="utf-8"))
     assert record["quality"]["verdict"] == "check"  # 3 bodies: fewer than a lumbar scan shows
     assert [m["name"] for m in record["measurements"]] == ["L1", "L2", "L3"]
     assert "L2" in capsys.readouterr().out
@@ -66,20 +66,21 @@ def report(tiny_level_checkpoint, phantom_data, tmp_path_factory):
     write_like(inverted.array.max() - inverted.array, inverted, folder / "inverted_0000.nii.gz")
     argv = ["segment", str(scans[0]), str(folder / "inverted_0000.nii.gz"), "-o", str(folder / "out"),
             "--model", str(tiny_level_checkpoint), "--levels", "--measure", "--report", str(folder / "report")]
-    result = subprocess.run([sys.executable, "-m", "saunet.cli", *argv], capture_output=True, text=True, cwd=folder)
+    result = subprocess.run([sys.executable, "-m", "saunet.cli", *argv], capture_output=True, text=True,
+                            encoding="utf-8", cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder, result
 
 
 def test_segment_writes_measurements_verdict_and_pages(report):
     folder, result = report
-    record = json.loads((folder / "out" / "inverted.results.json").read_text())
+    record = json.loads((folder / "out" / "inverted.results.json").read_text(encoding="utf-8"))
     assert record["quality"]["verdict"] in ("check", "fail")
     assert f"saunet: {record['quality']['verdict']}: " in result.stderr  # said on stderr, exit 0
     assert "measurements" in record and (folder / "out" / "inverted.measures.csv").exists()
     pages = sorted(p.name for p in (folder / "report").iterdir())
     assert pages == ["index.html", "inverted.html", "phantom_000.html"]
-    text = (folder / "report" / "inverted.html").read_text()
+    text = (folder / "report" / "inverted.html").read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text  # self-contained
     assert text.count("data:image/png;base64,") >= 2
 
@@ -88,7 +89,8 @@ def browser(page, *extra):
     """Run headless Chromium on a page: (DOM after scripts, console messages logged)."""
     profile = page.parent / ".chromium-profile"
     result = subprocess.run([CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
-                             "--v=0", *extra, page.as_uri()], capture_output=True, text=True, timeout=120)
+                             "--v=0", *extra, page.as_uri()], capture_output=True, text=True, encoding="utf-8",
+                            errors="replace", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
 
@@ -101,7 +103,7 @@ def test_report_renders_in_headless_chromium(report, name):
     assert console == []  # no errors, no messages
     assert 'data-ready="yes"' in dom  # the page's script ran to its end
     assert "T11" in dom and "verdict" in dom
-    record = json.loads((folder / "out" / "inverted.results.json").read_text())
+    record = json.loads((folder / "out" / "inverted.results.json").read_text(encoding="utf-8"))
     assert f'class="verdict {record["quality"]["verdict"]}"' in dom
     shot = folder / f"{name}.png"
     browser(page, f"--screenshot={shot}", "--window-size=1000,1400")

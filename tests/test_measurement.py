@@ -86,16 +86,16 @@ def test_heights_within_one_voxel(spacing, code, tilt, shape_kind):
 
 def test_ratios_grade_and_discs_between_a_column_of_bodies():
     spacing = (3.0, 0.8, 0.8)  # sagittal slices (R) on numpy axis 0
-    bodies = [(4, 36.0, 26, 26, None), (5, 0.0, 12, 28, None), (6, -36.0, 27, 27, None)]  # L3 wedged 48 %
+    bodies = [(4, 36.0, 26, 26, None), (5, 0.0, 10, 30, None), (6, -36.0, 27, 27, None)]  # L3 wedged 46 %
     labels, direction, origin = phantom(bodies, spacing, "PSR", field_mm=150.0)
     rows = {r.name: r for r in measure_levels(labels, spacing, direction, origin)}
     assert list(rows) == ["L2", "L3", "L4"]
-    assert rows["L3"].wedge_ratio == pytest.approx(truth(12, 28)["anterior"] / truth(12, 28)["posterior"], abs=0.06)
+    assert rows["L3"].wedge_ratio == pytest.approx(truth(10, 30)["anterior"] / truth(10, 30)["posterior"], abs=0.06)
     assert rows["L3"].grade_suggestion.startswith("severe")
     assert rows["L2"].grade_suggestion == "none" and rows["L4"].grade_suggestion == "none"
     # The disc below L2: body centres 36 mm apart, half heights 13 above and (at each reading) h/2 below.
     for position in ("anterior", "middle", "posterior"):
-        gap = 36.0 - 13.0 - truth(12, 28)[position] / 2
+        gap = 36.0 - 13.0 - truth(10, 30)[position] / 2
         assert abs(getattr(rows["L2"], f"disc_below_{position}_mm") - gap) <= 0.8 * 1.5, position
     assert np.isnan(rows["L4"].disc_below_middle_mm)  # nothing below the last level
 

@@ -54,7 +54,8 @@ def test_dicom_seg_of_a_file_is_refused_before_anything_is_written(tmp_path, lum
 
 
 def test_an_empty_result_is_said_to_be_one(tmp_path):
-    """A scan with nothing like a spine in it: the map is written, and stderr says that no body was found."""
+    """A scan with nothing like a spine in it: the map is written, and stderr says that quality control failed
+    it because no body was found."""
     from saunet.experiments.phantoms import make_phantom, phantom_volume
     from saunet.imageio import write_like
 
@@ -62,4 +63,5 @@ def test_an_empty_result_is_said_to_be_one(tmp_path):
     flat = write_like(np.full(volume.array.shape, 100.0, np.float32), volume, tmp_path / "flat.nii.gz")
     result = saunet("segment", flat, "-o", tmp_path / "mask.nii.gz")
     assert result.returncode == 0 and (tmp_path / "mask.nii.gz").exists()
-    assert "no vertebral body found" in result.stderr and str(flat) in result.stderr
+    assert "saunet: fail:" in result.stderr and "0 vertebral bodies found" in result.stderr
+    assert str(flat) in result.stderr

@@ -148,7 +148,7 @@ def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):
 
 def test_saved_fold_evaluation_reads_back_infinite_distances(tmp_path):
     from saunet.crossval import EVALUATION_FILE, fold_finished, saved_evaluation
-    from saunet.evaluation import write_json
+    from saunet.files import write_json
 
     row = {"model": "unet2d", "fold": 0, "case": "a", "dice": 0.0, "hd": math.inf, "hd95": math.inf}
     write_json({"epochs": 3, "trained_on": "cpu", "max_components": 7, "history": [], "cases": [row],

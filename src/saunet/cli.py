@@ -217,9 +217,9 @@ def cmd_measure(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from saunet.evaluation import BODY_METRICS, METRICS, evaluate_folders, summarise, write_csv, write_json
+    from saunet.evaluation import BODY_METRICS, METRICS, evaluate_folders, summarise
     from saunet.experiments.reports import metrics_table
-    from saunet.files import write_text
+    from saunet.files import write_csv, write_json, write_text
 
     rows = evaluate_folders(Path(args.pred), Path(args.ref), per_body=args.per_body)
     metrics = [*METRICS, *BODY_METRICS] if args.per_body else list(METRICS)

@@ -15,8 +15,8 @@ from saunet.checkpoints import Checkpoint
 from saunet.config import TrainConfig
 from saunet.datasets import list_cases, read_case
 from saunet.errors import InputError
-from saunet.evaluation import body_metrics, case_metrics, write_json
-from saunet.files import write_text
+from saunet.evaluation import body_metrics, case_metrics
+from saunet.files import write_json, write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
 from saunet.training import train, typical_component_count

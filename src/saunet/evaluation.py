@@ -13,8 +13,6 @@ Conventions for empty masks:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import torch
 from monai.metrics.utils import get_mask_edges, get_surface_distance
 
 from saunet.errors import InputError
-from saunet.files import atomic_path, write_text
 from saunet.imageio import case_id, is_image_file, read_volume, same_geometry
 
 METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
@@ -118,29 +115,6 @@ def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:
         summary[m] = {"mean": float(values.mean()) if len(values) else math.nan,
                       "std": float(values.std()) if len(values) else math.nan, "n": int(len(values))}
     return summary
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_json(data, path: Path) -> None:
-    """Write ``data`` as JSON atomically; non-finite numbers become null."""
-    write_text(json.dumps(_json_safe(data), indent=1) + "\n", path)
-
-
-def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:

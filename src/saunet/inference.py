@@ -24,7 +24,7 @@ from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Preprocessor
 from saunet.quality import TrainingProfile, Verdict, assess
 
-DEFAULT_MODEL = Path(__file__).parent / "weights" / "lumbar_t2_sau_net.pt"
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "spine_levels_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
 # shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
 DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")

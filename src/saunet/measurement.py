@@ -17,7 +17,7 @@ import numpy as np
 from saunet.labels import LEVELS
 
 STEP_MM = 0.2  # sampling step in the mid-sagittal plane
-INSET = 0.10  # anterior and posterior heights are read this share of the body's depth inside its walls
+INSET = 0.20  # anterior and posterior heights are read this share of the body's depth inside its walls, clear of rounded corners
 BAND = 0.05  # each height is the median of the columns within this share of the depth either side
 LR_OFFSETS_MM = (-1.0, 0.0, 1.0)  # and of the planes this far either side of the mid-sagittal one
 # Genant's semi-quantitative grades by height loss (Genant et al., J Bone Miner Res 1993).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saunet.evaluation import write_csv, write_json
+from saunet.files import write_csv, write_json
 from saunet.imageio import Volume, image_suffix
 from saunet.measurement import COLUMNS, LevelMeasures, measure_levels
 from saunet.orientation import Layout, world_direction

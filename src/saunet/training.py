@@ -20,7 +20,8 @@ from tqdm import tqdm
 from saunet.checkpoints import Checkpoint
 from saunet.config import TrainConfig
 from saunet.datasets import Case, read_case
-from saunet.evaluation import overlap_metrics, write_csv
+from saunet.evaluation import overlap_metrics
+from saunet.files import write_csv
 from saunet.labels import LabelMap
 from saunet.models import create, full_arguments
 from saunet.orientation import volume_layout

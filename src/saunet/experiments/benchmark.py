@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saunet.evaluation import write_json
 from saunet.experiments.reports import markdown_table
-from saunet.files import write_text
+from saunet.files import write_json, write_text
 from saunet.models import MODELS, count_flops, count_parameters, create
 
 SHAPES = {"lumbar 39x305x305": (39, 305, 305), "SpineSegT2W 15x512x512": (15, 512, 512)}

@@ -10,7 +10,7 @@ from pathlib import Path
 from saunet.config import TrainConfig
 from saunet.crossval import CVResult, gather_cases
 from saunet.datasets import read_case
-from saunet.evaluation import write_json
+from saunet.files import write_json
 from saunet.postprocessing import MIN_COMPONENT_MM3
 
 

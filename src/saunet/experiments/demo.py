@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from saunet.checkpoints import Checkpoint
 from saunet.datasets import list_cases, read_case
-from saunet.evaluation import METRICS, case_metrics, write_csv, write_json
+from saunet.evaluation import METRICS, case_metrics
 from saunet.experiments.reports import box_plots, metrics_table, overlay_figure, sagittal_view, training_curves
-from saunet.files import write_text
+from saunet.files import write_csv, write_json, write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
 from saunet.records import measure_volume

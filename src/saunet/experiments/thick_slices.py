@@ -18,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from saunet.datasets import list_cases, read_case
-from saunet.evaluation import body_metrics, summarise, write_json
+from saunet.evaluation import body_metrics, summarise
 from saunet.experiments.reports import markdown_table
-from saunet.files import write_text
+from saunet.files import write_json, write_text
 from saunet.imageio import Volume
 from saunet.orientation import volume_layout
 
