@@ -83,17 +83,34 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     several = np.bincount(component_of[large], minlength=int(components.max()) + 1) > 1
     split = (tall & several)[components]
     bodies = np.where(split, np.where(large[regions], regions + int(components.max()), 0), components)
-    _, numbered = np.unique(bodies, return_inverse=True)
-    return numbered.reshape(labels.shape) if bodies.min() == 0 else numbered.reshape(labels.shape) + 1
+    return renumbered(bodies)
+
+
+def present_values(labels: np.ndarray) -> np.ndarray:
+    """The label values > 0 that occur in ``labels`` (non-negative integers), ascending: a count, not a sort,
+    which on a whole scan is several times faster than np.unique."""
+    values = np.flatnonzero(np.bincount(labels.ravel().astype(np.int64))) if labels.size else np.zeros(0, np.int64)
+    return values[values > 0]
+
+
+def renumbered(ids: np.ndarray) -> np.ndarray:
+    """``ids`` (0 background) renumbered 1..N in the order of their values."""
+    present = np.bincount(ids.ravel()) > 0
+    present[0] = False
+    lookup = np.zeros(len(present), np.int64)
+    lookup[present] = np.arange(1, int(present.sum()) + 1)
+    return lookup[ids]
 
 
 def level_regions(labels: np.ndarray) -> np.ndarray:
     """Connected regions of each label value, numbered 1..N across values: touching regions of different
     values stay apart."""
-    regions = np.zeros(labels.shape, np.int64)
-    for value in (v for v in np.unique(labels) if v > 0):
+    regions, count = np.zeros(labels.shape, np.int64), 0
+    for value in present_values(labels):
         of_value = label_components(labels == value)
-        regions[of_value > 0] = of_value[of_value > 0] + regions.max()
+        inside = of_value > 0
+        regions[inside] = of_value[inside] + count
+        count += int(of_value.max())
     return regions
 
 

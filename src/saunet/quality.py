@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from saunet.labels import LEVELS
 from saunet.orientation import Layout
+from saunet.postprocessing import label_components, present_values
 from saunet.preprocessing import normalise_intensities
 
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
@@ -184,7 +185,7 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
 
 def level_gaps(levels: np.ndarray) -> list[int]:
     """Level values missing between the highest and the lowest level present."""
-    present = sorted(int(v) for v in np.unique(levels) if v > 0)
+    present = [int(v) for v in present_values(levels)]
     return [v for v in range(present[0], present[-1] + 1) if v not in present] if present else []
 
 
@@ -213,8 +214,6 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile``. A binary model's
     bodies are its connected components."""
-    from saunet.postprocessing import label_components
-
     classes = label_map.apply(labels)
     if label_map.classes is None:
         bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
