@@ -75,18 +75,13 @@ BODY_METRICS = ("body_dice", "bodies_found", "bodies_named")
 FOUND_DICE = 0.5  # a reference body counts as found when the predicted components overlapping it reach this Dice
 
 
-def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Body-wise scores, how data sets with different protocols are compared: for each reference body (each
-    label value of ``ref``), the predicted components that overlap it, scored against it. A component is a
-    connected region of one predicted label, so touching bodies of different levels stay apart, and it belongs
-    to the reference body it overlaps most: a neighbour that grazes a body at their disc is scored against its
-    own body, not this one too. Predicted bodies that overlap no reference body (levels the reference leaves
-    unannotated) do not count.
-
-    Returns the mean body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly
-    (the most frequent predicted label inside the body is the body's own; meaningful for level maps).
-    """
-    from saunet.postprocessing import level_regions
+def body_scores(pred: np.ndarray, ref: np.ndarray) -> list[tuple[int, float, int]]:
+    """Per reference body (each label value of ``ref``): (its value, its body-wise Dice, the predicted label most
+    frequent inside it, 0 for none). A predicted component is a connected region of one predicted label, so
+    touching bodies of different levels stay apart, and it belongs to the reference body it overlaps most: a
+    neighbour that grazes a body at their disc is scored against its own body, not this one too. Components
+    that overlap no reference body (levels the reference leaves unannotated) belong to none."""
+    from saunet.postprocessing import level_regions, present_values
 
     components = level_regions(pred)
     overlap = np.zeros((int(components.max()) + 1, int(ref.max()) + 1), np.int64)
@@ -94,17 +89,25 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     overlap[:, 0] = 0
     owner = overlap.argmax(1)  # the reference body each component overlaps most (0: none)
     owner[0] = 0
-    dices, named = [], []
-    for value in (int(v) for v in np.unique(ref) if v > 0):
+    scores = []
+    for value in (int(v) for v in present_values(ref)):
         body = ref == value
-        predicted = (owner == value)[components]
-        dices.append(overlap_metrics(predicted, body)["dice"])
         votes = np.bincount(pred[body & (pred > 0)].astype(np.int64))
-        named.append(bool(votes.size) and int(votes.argmax()) == value)
-    if not dices:
+        scores.append((value, overlap_metrics((owner == value)[components], body)["dice"],
+                       int(votes.argmax()) if votes.size else 0))
+    return scores
+
+
+def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Body-wise scores, how data sets with different protocols are compared (:func:`body_scores`): the mean
+    body-wise Dice, the share of bodies found (Dice >= 0.5) and the share named correctly (the most frequent
+    predicted label inside the body is the body's own; meaningful for level maps)."""
+    scores = body_scores(pred, ref)
+    if not scores:
         return {"body_dice": math.nan, "bodies_found": math.nan, "bodies_named": math.nan, "bodies": 0}
-    return {"body_dice": float(np.mean(dices)), "bodies_found": float(np.mean([d >= FOUND_DICE for d in dices])),
-            "bodies_named": float(np.mean(named)), "bodies": len(dices)}
+    return {"body_dice": float(np.mean([d for _, d, _ in scores])),
+            "bodies_found": float(np.mean([d >= FOUND_DICE for _, d, _ in scores])),
+            "bodies_named": float(np.mean([named == value for value, _, named in scores])), "bodies": len(scores)}
 
 
 def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from saunet.datasets import list_cases
-from saunet.evaluation import FOUND_DICE, overlap_metrics
+from saunet.evaluation import FOUND_DICE, body_scores
 from saunet.imageio import read_volume
 from saunet.labels import LEVELS
-from saunet.postprocessing import level_regions
 
 cv, model, *data = sys.argv[1:]
 tally = {}
@@ -21,21 +20,15 @@ for case in [c for d in data for c in list_cases(d)]:
     predicted = sorted(Path(cv).glob(f"{model}/fold_*/predictions/{case.name}.*"))
     if not predicted:
         continue
-    pred, ref = read_volume(predicted[0]).array, read_volume(case.label).array
-    regions = level_regions(pred)
-    for value in (int(v) for v in np.unique(ref) if v > 0):
-        body = ref == value
-        touching = np.unique(regions[body])
-        dice = overlap_metrics(np.isin(regions, touching[touching > 0]), body)["dice"]
-        votes = np.bincount(pred[body & (pred > 0)].astype(np.int64), minlength=8)
-        named = int(votes.argmax()) if votes.any() else 0
+    for value, dice, named in body_scores(read_volume(predicted[0]).array, read_volume(case.label).array):
         entry = tally.setdefault((case.dataset, value), {"n": 0, "found": 0, "named": 0, "dice": [], "as": {}})
         entry["n"] += 1
         entry["found"] += dice >= FOUND_DICE
         entry["named"] += named == value
         entry["dice"].append(dice)
         if named != value:
-            entry["as"][LEVELS.get(named, "nothing")] = entry["as"].get(LEVELS.get(named, "nothing"), 0) + 1
+            instead = LEVELS.get(named, "nothing")
+            entry["as"][instead] = entry["as"].get(instead, 0) + 1
 print("| data set | level | bodies | found | named correctly | body-wise Dice | named instead |")
 print("|---|---|---|---|---|---|---|")
 for (dataset, value), e in sorted(tally.items()):
