@@ -28,7 +28,7 @@ th{background:#f3f3f3;cursor:pointer} td:first-child,th:first-child,td.text{text
 .verdict{display:inline-block;padding:.3em .8em;border-radius:.3em;font-weight:bold;color:#fff}
 .ok{background:#2e7d32} .check{background:#ef6c00} .fail{background:#c62828}
 .bodies{display:flex;flex-wrap:wrap;gap:.5em} figure{margin:0} figcaption{text-align:center;font-size:.85em}
-code{font-size:.85em;background:#f6f6f6;padding:.1em .3em}
+code{font-size:.85em;background:#f6f6f6;padding:.1em .3em} img{max-width:100%;height:auto}
 """
 # Click a column heading to sort a table by it.
 SCRIPT = """
