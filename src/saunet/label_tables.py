@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from saunet.files import write_text
-from saunet.imageio import image_suffix
+from saunet.imageio import case_name
 
 # One distinct colour a level (T11 ... L5 and beyond), as Slicer's and ITK-SNAP's defaults are not by level.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -36,7 +36,7 @@ def itksnap_table(names: dict[int, str]) -> str:
 
 
 def table_paths(label_path: Path) -> dict[str, Path]:
-    stem = label_path.name[: len(label_path.name) - len(image_suffix(label_path))]
+    stem = case_name(label_path)
     return {kind: label_path.with_name(stem + ending)
             for kind, ending in (("slicer", ".ctbl"), ("itksnap", ".itksnap.txt"), ("json", ".labels.json"))}
 

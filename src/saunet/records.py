@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saunet.files import write_csv, write_json
-from saunet.imageio import Volume, image_suffix
+from saunet.imageio import Volume, case_name
 from saunet.measurement import COLUMNS, LevelMeasures, measure_levels
 from saunet.orientation import Layout, world_direction
 from saunet.quality import Verdict
@@ -14,7 +14,7 @@ from saunet.quality import Verdict
 
 def record_paths(label_path: Path) -> dict[str, Path]:
     """Where the record of the label map at ``label_path`` goes."""
-    stem = label_path.name[: len(label_path.name) - len(image_suffix(label_path))]
+    stem = case_name(label_path)
     return {"json": label_path.with_name(stem + ".results.json"), "csv": label_path.with_name(stem + ".measures.csv")}
 
 
