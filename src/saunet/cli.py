@@ -181,18 +181,16 @@ def cmd_segment(args) -> None:
 
 
 def cmd_measure(args) -> None:
-    import numpy as np
-
     from saunet.experiments.reports import markdown_table
     from saunet.imageio import read_volume, same_geometry
     from saunet.measurement import COLUMNS
     from saunet.orientation import volume_layout
-    from saunet.postprocessing import label_components
+    from saunet.postprocessing import label_components, present_values
     from saunet.quality import assess_map
     from saunet.records import measure_volume, write_record
 
     labels = read_volume(args.labels)
-    values = {int(v) for v in np.unique(labels.array) if v > 0}
+    values = {int(v) for v in present_values(labels.array)}
     if not values:
         raise InputError(args.labels, "label map is empty: nothing to measure")
     if values == {1} and label_components(labels.array > 0).max() > 1:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saunet.labels import LEVELS
+from saunet.postprocessing import present_values
 
 STEP_MM = 0.2  # sampling step in the mid-sagittal plane
 INSET = 0.20  # anterior and posterior heights are read this share of the body's depth inside its walls, clear of rounded corners
@@ -215,7 +216,7 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
     ``direction`` and ``origin``), from the most superior level down; discs between consecutive values."""
     names = names or LEVELS
     grid = WorldGrid(labels.shape, spacing, direction, origin)
-    values = [int(v) for v in np.unique(labels) if v > 0]
+    values = [int(v) for v in present_values(labels)]
     frames, heights, volumes, reach = {}, {}, {}, {}
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     points = {value: grid.positions(labels == value) for value in values}

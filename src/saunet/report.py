@@ -16,6 +16,7 @@ from saunet.files import write_text
 from saunet.label_tables import colour
 from saunet.labels import LEVELS
 from saunet.measurement import LevelMeasures
+from saunet.postprocessing import present_values
 from saunet.quality import Verdict
 
 ORDER = {"fail": 0, "check": 1, "ok": 2}
@@ -86,7 +87,7 @@ def overlay(ax, picture: np.ndarray, levels: np.ndarray, aspect: float, names: b
     low, high = np.percentile(picture, (1, 99.5))
     ax.imshow(picture, cmap="gray", vmin=low, vmax=high, aspect=aspect, interpolation="nearest")
     tint = np.zeros((*levels.shape, 4))
-    for value in (int(v) for v in np.unique(levels) if v > 0):
+    for value in (int(v) for v in present_values(levels)):
         tint[levels == value] = (*(c / 255 for c in colour(value)), 0.45)
         if names:
             rows, cols = np.nonzero(levels == value)
@@ -110,7 +111,7 @@ def body_figures(image: np.ndarray, levels: np.ndarray, spacing: tuple[float, fl
     """Per level: its own most central sagittal slice, cropped around it, as (name, <img>)."""
     plt = _pyplot()
     out = []
-    for value in (int(v) for v in np.unique(levels) if v > 0):
+    for value in (int(v) for v in present_values(levels)):
         mask = levels == value
         index = int(np.argmax(mask.sum((1, 2))))
         picture, shown = sagittal(image, np.where(mask, levels, 0), index)
