@@ -92,6 +92,13 @@ def training_finished(run_dir: Path, epochs: int) -> bool:
     return last.exists() and Checkpoint.load(last).epoch >= epochs
 
 
+def finished_folds(cv: Path, model: str, epochs: int) -> list[tuple[dict, Path]]:
+    """(split, run folder) of every fold of ``model`` in the CV folder ``cv`` whose training has finished."""
+    splits = json.loads((cv / "splits.json").read_text())["folds"]
+    return [(split, cv / model / f"fold_{split['fold']}") for split in splits
+            if training_finished(cv / model / f"fold_{split['fold']}", epochs)]
+
+
 def saved_evaluation(run_dir: Path, epochs: int) -> dict | None:
     """The fold's test results, written once its training had finished (``evaluation.json``), or None.
 

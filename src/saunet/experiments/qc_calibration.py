@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.datasets import list_cases, read_case
+from saunet.crossval import finished_folds, gather_cases
+from saunet.datasets import read_case
 from saunet.evaluation import body_metrics
 from saunet.files import write_json, write_text
 from saunet.measurement import measure_levels
@@ -51,19 +52,13 @@ def paired_measures(pred: np.ndarray, ref: np.ndarray, volume) -> list[dict]:
 def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path) -> list[dict]:
     """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
     and read from there when the report is made again."""
-    from saunet.crossval import training_finished
-
-    cases = {c.name: c for d in data for c in list_cases(d)}
-    splits = json.loads((cv / "splits.json").read_text())["folds"]
+    cases = gather_cases(data)
     rows = []
-    for split in splits:
-        run_dir, saved = cv / model / f"fold_{split['fold']}", out / f"fold_{split['fold']}.json"
-        if saved.exists():
-            rows += json.loads(saved.read_text())
-        elif training_finished(run_dir, epochs):
-            fold_rows = fold(run_dir, split, cases)
-            write_json(fold_rows, saved)
-            rows += fold_rows
+    for split, run_dir in finished_folds(cv, model, epochs):
+        saved = out / f"fold_{split['fold']}.json"
+        if not saved.exists():
+            write_json(fold(run_dir, split, cases), saved)
+        rows += json.loads(saved.read_text())
     return rows
 
 
@@ -90,7 +85,7 @@ def measured_predictions(cv: Path, model: str, data: list[Path]) -> list[dict]:
     from saunet.imageio import read_volume
 
     rows = []
-    for case in tqdm([c for d in data for c in list_cases(d)], desc="measuring", unit="scan"):
+    for case in tqdm(list(gather_cases(data).values()), desc="measuring", unit="scan"):
         predicted = sorted(cv.glob(f"{model}/fold_*/predictions/{case.name}.*"))
         if predicted:
             expert = read_volume(case.label)
@@ -105,11 +100,11 @@ def rescore_originals(rows: list[dict], cv: Path, model: str, data: list[Path]) 
     scored as the CV report scores them."""
     from saunet.imageio import read_volume
 
-    labels = {c.name: c.label for d in data for c in list_cases(d)}
+    cases = gather_cases(data)
     for row in rows:
         predicted = sorted(cv.glob(f"{model}/fold_{row['fold']}/predictions/{row['case']}.*"))
         if row["contrast"] == "original" and predicted:
-            row.update(body_metrics(read_volume(predicted[0]).array, read_volume(labels[row["case"]]).array))
+            row.update(body_metrics(read_volume(predicted[0]).array, read_volume(cases[row["case"]].label).array))
     return rows
 
 
@@ -176,14 +171,19 @@ def bland_altman_figure(pairs: dict, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of an experiment on a CV folder's finished folds (this one and thick_slices)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cv", required=True, type=Path)
     parser.add_argument("--model", default="sau-net")
     parser.add_argument("--data", action="append", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--epochs", type=int, default=20, help="the folds' epochs: unfinished folds are left out")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = fold_arguments(__doc__.splitlines()[0], argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out), args.cv, args.model,
                              args.data)

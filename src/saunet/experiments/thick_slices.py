@@ -8,8 +8,6 @@ estimate for thick-slice scans of the same sites; another centre adds its own di
 
 from __future__ import annotations
 
-import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -17,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.datasets import list_cases, read_case
+from saunet.crossval import finished_folds, gather_cases
+from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, summarise
+from saunet.experiments.qc_calibration import fold_arguments
 from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
@@ -37,15 +37,11 @@ def thinned(volume: Volume, axis: int, step: int) -> Volume:
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
-    from saunet.crossval import training_finished
     from saunet.inference import Segmenter
 
-    cases = {c.name: c for d in data for c in list_cases(d)}
+    cases = gather_cases(data)
     rows = []
-    for split in json.loads((cv / "splits.json").read_text())["folds"]:
-        run_dir = cv / model / f"fold_{split['fold']}"
-        if not training_finished(run_dir, epochs):
-            continue
+    for split, run_dir in finished_folds(cv, model, epochs):
         segmenter = Segmenter(run_dir / "checkpoint_best.pt")
         for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
             image, label = read_case(cases[name])
@@ -61,13 +57,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cv", required=True, type=Path)
-    parser.add_argument("--model", default="sau-net")
-    parser.add_argument("--data", action="append", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--epochs", type=int, default=20)
-    args = parser.parse_args(argv)
+    args = fold_arguments(__doc__.splitlines()[0], argv)
     rows = run(args.cv, args.model, args.data, args.epochs)
     metrics = ["body_dice", "bodies_found", "bodies_named"]
     table = [[d, sum(r["dataset"] == d for r in rows),
