@@ -7,7 +7,8 @@ from tests.helpers import write_image
 from saunet.errors import InputError
 from saunet.experiments.phantoms import make_phantom, phantom_volume
 from saunet.imageio import read_volume, same_geometry, write_like
-from saunet.orientation import volume_layout
+from saunet.labels import LabelMap
+from saunet.orientation import Layout, volume_layout
 from saunet.preprocessing import PreprocessingSettings, Preprocessor, resize_in_plane
 
 
@@ -41,6 +42,28 @@ def test_resampled_grid_inverts_to_the_original_shape(lumbar):
     assert net.dtype == np.float32 and abs(net.mean()) < 0.02  # normalised before area resampling
     back = pre.inverse(np.zeros((1, *grid.network_shape), np.float32), grid)
     assert back.shape == (1, *image.array.shape)
+
+
+@pytest.mark.parametrize("layout", [Layout((0, 1, 2), (False, False, False)), Layout((1, 2, 0), (True, False, True))])
+def test_foreground_box_holds_every_voxel_decoded_as_foreground(layout):
+    """Maps inverted inside the box equal the whole inversion there, and outside it nothing decodes as foreground,
+    also where a class's probability comes close to 1/2 (sub-threshold maps are kept everywhere)."""
+    rng = np.random.default_rng(3)
+    pre = Preprocessor(PreprocessingSettings(in_plane_spacing=1.875))
+    stored_shape = tuple(np.array((9, 61, 47))[np.argsort(layout.axes)])
+    grid = pre.grid(stored_shape, (1.25, 1.25, 1.25), layout)
+    maps = rng.uniform(0, 0.16, (3, *grid.network_shape)).astype(np.float32)  # each class < 1/2 and their sum too
+    maps[:, 3:5, 10:14, 8:12] = rng.dirichlet(np.ones(4), (2, 4, 4))[..., :3].transpose(3, 0, 1, 2)
+    maps[1, 6, 20, 20] = 0.55
+    box = pre.foreground_box(maps, grid)
+    whole = pre.inverse(maps, grid)
+    stored_box = layout.stored_box(box, grid.native_shape)
+    assert np.allclose(pre.inverse(maps, grid, box), whole[(slice(None), *stored_box)], atol=1e-6)
+    outside = np.ones(stored_shape, bool)
+    outside[stored_box] = False
+    assert LabelMap((1, 2, 3)).decode(whole)[outside].max() == 0
+    assert LabelMap((1, 2, 3)).decode(whole)[stored_box].max() > 0
+    assert pre.foreground_box(maps * 0.3, grid) is None
 
 
 @pytest.mark.parametrize(("mode", "torch_mode", "size_in", "size_out"), [

@@ -42,6 +42,17 @@ def test_every_layout_reaches_the_same_canonical_array(order, flips):
     assert np.array_equal(layout.from_canonical(layout.to_canonical(stored)[None])[0], stored)  # leading axes
 
 
+@pytest.mark.parametrize("axes,flips", [((0, 1, 2), (False, False, False)), ((2, 1, 0), (False, True, False)),
+                                        ((1, 0, 2), (True, True, True)), ((2, 0, 1), (False, False, True))])
+def test_a_canonical_box_holds_the_same_voxels_in_the_stored_array(axes, flips):
+    layout = Layout(axes, flips)
+    stored = np.random.default_rng(1).random((5, 6, 7))
+    canonical = layout.to_canonical(stored)
+    box = (slice(1, 4), slice(0, 2), slice(3, canonical.shape[2]))
+    cut = stored[layout.stored_box(box, canonical.shape)]
+    assert np.array_equal(layout.from_canonical(canonical[box]), cut)
+
+
 def test_oblique_direction_takes_the_nearest_axes():
     angle = np.radians(18)
     rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])

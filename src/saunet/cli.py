@@ -151,7 +151,7 @@ def cmd_segment(args) -> None:
     for path in tqdm(inputs, desc="segmenting", unit="scan", disable=None if several else True):
         volume = read_volume(path)
         target = out / f"{case_id(path)}{output_suffix(path)}" if several else out
-        result = segmenter.segment(volume, args.slice_axis, args.orientation)
+        result = segmenter.segment(volume, args.slice_axis, args.orientation, whole_probabilities=args.prob)
         if result.layout.obliquity > OBLIQUE_WARNING_DEGREES:
             tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
                        "the nearest anatomical axes without resampling, so less reliable", file=sys.stderr)

@@ -20,8 +20,10 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, axis: int) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis, keepdims=True))
-    return exp / exp.sum(axis, keepdims=True)
+    exp = logits - logits.max(axis, keepdims=True)
+    np.exp(exp, out=exp)  # in place: a level model's maps are large
+    exp /= exp.sum(axis, keepdims=True)
+    return exp
 
 
 @dataclass(frozen=True)

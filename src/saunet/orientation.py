@@ -55,6 +55,15 @@ class Layout:
         unflipped = array[(Ellipsis, *(slice(None, None, -1) if f else slice(None) for f in self.flips))]
         return np.transpose(unflipped, (*range(lead), *(lead + int(c) for c in np.argsort(self.axes))))
 
+    def stored_box(self, box: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+        """A box of the canonical layout (a range per canonical axis of an array of canonical ``shape``) -> the
+        same voxels' box in the stored array, a range per stored axis."""
+        stored: list[slice] = [slice(None)] * 3
+        for part, axis, flip, size in zip(box, self.axes, self.flips, shape):
+            start, stop, _ = part.indices(size)
+            stored[axis] = slice(size - stop, size - start) if flip else slice(start, stop)
+        return tuple(stored)
+
     def spacing(self, spacing: tuple[float, ...]) -> tuple[float, float, float]:
         """Per-axis spacing of the stored array -> per canonical axis."""
         return tuple(float(spacing[a]) for a in self.axes)

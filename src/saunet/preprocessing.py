@@ -89,12 +89,23 @@ def resize_in_plane(slices: np.ndarray, size: tuple[int, int], mode: str) -> np.
     if mode == "nearest":
         return slices[..., nearest_indices(h, new_h)[:, None], nearest_indices(w, new_w)]
     weights = area_weights if mode == "image" and new_h <= h and new_w <= w else linear_weights
+    return apply_weights(slices, weights(h, new_h), weights(w, new_w))
+
+
+def apply_weights(slices: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(..., H, W) -> C-contiguous (..., H', W'): the separable resampling ``rows`` (H', H) and ``columns`` (W', W)."""
     resized = slices.astype(np.float32, copy=False)
-    for axis, (size_in, size_out) in ((-1, (w, new_w)), (-2, (h, new_h))):
+    for axis, weights in ((-1, columns), (-2, rows)):
         # tensordot reshapes to one 2D product (BLAS), much faster than a broadcast matmul over the slices
         # (reports/speed-ups.md).
-        resized = np.moveaxis(np.tensordot(resized, weights(size_in, size_out), axes=([axis], [1])), -1, axis)
+        resized = np.moveaxis(np.tensordot(resized, weights, axes=([axis], [1])), -1, axis)
     return np.ascontiguousarray(resized)
+
+
+def support(weights: np.ndarray, inputs: slice) -> slice:
+    """The range of output cells whose interpolation draws on any of the ``inputs`` cells; ``weights`` (out, in)."""
+    drawn = np.flatnonzero(weights[:, inputs].any(1))
+    return slice(int(drawn[0]), int(drawn[-1]) + 1)
 
 
 class Preprocessor:
@@ -127,7 +138,27 @@ class Preprocessor:
         """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""
         return resize_in_plane(grid.layout.to_canonical(array), grid.network_shape[1:], "nearest")
 
-    def inverse(self, maps: np.ndarray, grid: Grid) -> np.ndarray:
-        """Maps on the network grid (K, D, H', W') -> (K, *original shape) in the stored layout, bilinear in-plane."""
-        native = resize_in_plane(maps, grid.native_shape[1:], "bilinear")
+    def inverse(self, maps: np.ndarray, grid: Grid, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+        """Maps on the network grid (K, D, H', W') -> (K, *original shape) in the stored layout, bilinear in-plane;
+        with ``box`` (native grid, canonical layout) only the voxels inside it, in the stored layout."""
+        box = box or tuple(slice(0, n) for n in grid.native_shape)
+        rows = linear_weights(grid.network_shape[1], grid.native_shape[1])[box[1]]
+        columns = linear_weights(grid.network_shape[2], grid.native_shape[2])[box[2]]
+        rows_in, columns_in = support(rows.T, slice(None)), support(columns.T, slice(None))
+        native = apply_weights(maps[:, box[0], rows_in, columns_in], rows[:, rows_in], columns[:, columns_in])
         return np.ascontiguousarray(grid.layout.from_canonical(native))
+
+    def foreground_box(self, probabilities: np.ndarray, grid: Grid) -> tuple[slice, slice, slice] | None:
+        """The box of the native grid (canonical layout) outside which :meth:`inverse` of these foreground
+        probabilities (K, D, H', W') decodes to background everywhere; None when it does so inside too.
+
+        Bilinear weights are convex, so a native voxel's foreground sum is a mean of network pixels' sums:
+        it reaches 1/2 (background no longer the most probable) only beside a pixel that does.
+        """
+        candidates = probabilities.sum(0) >= 0.5 - 1e-4
+        if not candidates.any():
+            return None
+        slices, rows, columns = (np.flatnonzero(candidates.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
+        return (slice(int(slices[0]), int(slices[-1]) + 1),
+                support(linear_weights(grid.network_shape[1], grid.native_shape[1]), slice(rows[0], rows[-1] + 1)),
+                support(linear_weights(grid.network_shape[2], grid.native_shape[2]), slice(columns[0], columns[-1] + 1)))
