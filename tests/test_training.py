@@ -257,3 +257,19 @@ def test_two_data_sets_with_partial_labels_train(tmp_path):
     train(config, cases[:1] + cases[2:], cases[1:2], tmp_path / "run", progress=False)
     checkpoint = Checkpoint.load(tmp_path / "run" / "checkpoint_last.pt")
     assert checkpoint.label_map.classes == (1, 2, 3) and checkpoint.epoch == 1
+
+
+def test_batch_dice_does_not_punish_a_class_for_missing_from_one_stack():
+    from saunet.training import soft_dice
+
+    target = torch.zeros(2, 1, 1, 10, 10)
+    target[0, 0, 0, :5, :] = 1  # the class fills half of stack 0 and is absent from stack 1
+    probs = target.clone()
+    probs[1, 0, 0, 0, :2] = 0.5  # a little probability where it is absent
+    per_stack, over_batch = (soft_dice(probs, target, None, batch).item() for batch in (False, True))
+    assert per_stack == pytest.approx((1 + 1 / 2) / 2)
+    assert over_batch > 0.98
+    known = torch.tensor([[True], [False]])  # stack 1's data set does not annotate the class: not counted
+    assert soft_dice(probs, target, known, False).item() == pytest.approx(1.0)
+    assert soft_dice(probs, target, known, True).item() == pytest.approx(1.0)
+    assert segmentation_loss(torch.randn(2, 2, 1, 10, 10), target, "batch-dice-bce", known).item() > 0

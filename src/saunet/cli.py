@@ -26,7 +26,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patch", type=int, default=DEFAULTS.patch,
                    help="in-plane crop in pixels on the network grid (default %(default)s)")
     g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default %(default)s, the paper's)")
-    g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss, help="bce (the paper's) or dice-bce")
+    g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss,
+                   help="bce (the paper's), dice-bce (soft Dice per slice stack) or batch-dice-bce (soft Dice over the batch)")
     g.add_argument("--seed", type=int, default=DEFAULTS.seed)
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower than float32 for training on CPU)")
     g.add_argument("--no-augment", action="store_true", help="turn augmentation off")

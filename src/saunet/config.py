@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from saunet.labels import LabelMap
 from saunet.preprocessing import PreprocessingSettings
 
-LOSSES = ("bce", "dice-bce")
+LOSSES = ("bce", "dice-bce", "batch-dice-bce")
 
 
 @dataclass
@@ -23,7 +23,9 @@ class TrainConfig:
     stack: int = 0  # consecutive slices per sample; 0 chooses 16 for unet3d and 3 otherwise (ISA's i-1, i, i+1)
     patch: int = 160  # in-plane crop, pixels on the network grid
     lr: float = 1e-4  # the paper's Adam learning rate
-    loss: str = "bce"  # the paper's; "dice-bce" adds a soft Dice term
+    # the paper's; "dice-bce" adds a soft Dice term per stack, "batch-dice-bce" one over the whole batch
+    # (saunet.training.soft_dice)
+    loss: str = "bce"
     seed: int = 0
     bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
     augment: bool = True
@@ -37,7 +39,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose bce or dice-bce")
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
 
     @property
     def stacks_per_step(self) -> int:

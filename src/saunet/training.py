@@ -149,7 +149,8 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, known: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (binary, one channel) or cross-entropy (K+1 channels) against (B, K, ...) targets for classes 1..K
-    (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce'.
+    (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce' and 'batch-dice-bce'
+    (:func:`soft_dice`).
 
     ``known`` (B, K) bool marks the classes each sample's data set annotates. Where some are not, a voxel left
     unlabelled may be any of them: its cross-entropy is that of the merged class "background or an
@@ -167,11 +168,28 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, kno
         background = (1 - target.sum(1, keepdim=True)).clamp(min=0)
         loss = F.cross_entropy(logits, torch.cat([background, target], 1))
         probs = torch.softmax(logits, 1)[:, 1:]
-    if kind == "dice-bce":
-        dims = tuple(range(2, logits.ndim))
-        dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
-        loss = loss + 1 - (dice[known].mean() if partial else dice.mean())
+    if kind in ("dice-bce", "batch-dice-bce"):
+        loss = loss + 1 - soft_dice(probs, target, known if partial else None, over_batch=kind == "batch-dice-bce")
     return loss
+
+
+def soft_dice(probs: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None, over_batch: bool) -> torch.Tensor:
+    """Mean soft Dice of (B, K, ...) probabilities against targets over the classes, counting only the samples
+    whose data set annotates a class (``known`` (B, K) bool; None: all).
+
+    Per sample (smoothing 1), a class absent from a stack still scores 1 / (1 + its probability mass there),
+    which pushes it towards nothing in every stack that misses it: the rarest levels (the ends of the
+    column, the lateral slices) are suppressed. ``over_batch`` sums each class over the batch first, with
+    nnU-Net's smoothing of 1e-5, so a class scores where the batch holds it and its absence weighs nothing.
+    """
+    dims = tuple(range(2, probs.ndim))
+    overlap, predicted, reference = (probs * target).sum(dims), probs.sum(dims), target.sum(dims)
+    known = torch.ones_like(overlap, dtype=torch.bool) if known is None else known
+    if not over_batch:
+        return ((2 * overlap + 1) / (predicted + reference + 1))[known].mean()
+    weight = known.to(probs.dtype)
+    overlap, predicted, reference = ((weight * part).sum(0) for part in (overlap, predicted, reference))
+    return ((2 * overlap + 1e-5) / (predicted + reference + 1e-5))[known.any(0)].mean()
 
 
 def marginal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
