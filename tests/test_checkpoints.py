@@ -130,3 +130,23 @@ def test_a_merged_column_is_split_into_its_levels():
     expected = truth.copy()
     expected[6, 1, 0] = 0
     assert np.array_equal(assigned, expected)
+
+
+def test_fragments_join_the_body_at_their_height():
+    """A lateral piece of L2 voting L1, and a sacrum in two small pieces voting L5: counted as bodies of their
+    own they would take ranks in the run and shift names; the piece joins L2, the sacrum stays background."""
+    from saunet.postprocessing import assign_levels
+
+    truth, probabilities = column([1, 2, 3, 4, 5, 6, 7, 0], [1, 2, 3, 4, 5, 6, 7, 7])
+    truth, probabilities = np.pad(truth, ((0, 0), (0, 4), (0, 0))), np.pad(probabilities, ((0, 0), (0, 0), (0, 4), (0, 0)))
+    l2_rows = np.flatnonzero((truth == 2).any((1, 2)))
+    piece = (slice(l2_rows[1], l2_rows[3]), slice(9, 11), 1)
+    truth[piece] = 2
+    probabilities[(0, *piece)] = 0.7
+    sacrum_rows = np.flatnonzero((truth[:, 1:7] == 0).all((1, 2)) & (probabilities[6].max((1, 2)) > 0))
+    probabilities[:, sacrum_rows, 1:7] = 0  # the sacrum as two small pieces instead of a body
+    for columns in (slice(1, 3), slice(4, 6)):
+        probabilities[6, sacrum_rows[1:4], columns, 0] = 0.8
+    decoded = LabelMap((1, 2, 3, 4, 5, 6, 7)).decode(probabilities)
+    assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
+    assert np.array_equal(assigned, truth)

@@ -67,7 +67,7 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     median large level region, and holding several large regions of different decoded levels, is split into
     those regions (bodies touching through the discs: a merged column), its small fragments dropped. A region
     is large from ``fragment_share`` of the median region on; a body that took two levels keeps one height and
-    stays whole."""
+    stays whole. Fragments then join the body at their height (:func:`joined_fragments`)."""
     components = label_components(clean_mask(labels > 0, spacing, min_mm3))
     regions = level_regions(np.where(components > 0, labels, 0))
     volumes = np.bincount(regions.ravel()) * float(np.prod(spacing))
@@ -83,7 +83,7 @@ def body_regions(labels: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
     several = np.bincount(component_of[large], minlength=int(components.max()) + 1) > 1
     split = (tall & several)[components]
     bodies = np.where(split, np.where(large[regions], regions + int(components.max()), 0), components)
-    return renumbered(bodies)
+    return joined_fragments(renumbered(bodies), axis, fragment_share)
 
 
 def present_values(labels: np.ndarray) -> np.ndarray:
@@ -121,14 +121,51 @@ def axis_coordinates(shape: tuple[int, ...], axis: int) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[axis]).reshape(along), shape)
 
 
-def extents(ids: np.ndarray, axis: int) -> np.ndarray:
-    """Extent in voxels along ``axis`` of each id 0..max of ``ids`` (0 for ids that do not occur)."""
+def ranges(ids: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest index along ``axis`` of each id 0..max of ``ids`` (an id that does not occur: high < low)."""
     coordinate = axis_coordinates(ids.shape, axis).ravel()
     count = int(ids.max()) + 1
     high, low = np.full(count, -1), np.full(count, ids.shape[axis])
     np.maximum.at(high, ids.ravel(), coordinate)
     np.minimum.at(low, ids.ravel(), coordinate)
+    return low, high
+
+
+def extents(ids: np.ndarray, axis: int) -> np.ndarray:
+    """Extent in voxels along ``axis`` of each id 0..max of ``ids`` (0 for ids that do not occur)."""
+    low, high = ranges(ids, axis)
     return np.maximum(high - low + 1, 0)
+
+
+def joined_fragments(bodies: np.ndarray, axis: int, fragment_share: float = 0.25, overlap: float = 0.5) -> np.ndarray:
+    """``bodies`` (1..N) with each fragment joined to the body it is a piece of, renumbered 1..M.
+
+    A fragment holds under ``fragment_share`` of a typical body's voxels (the median of those with at least a
+    quarter of the largest's). It joins the large body whose cranio-caudal range (along ``axis``) shares the most
+    of its own range, if that is at least ``overlap`` of it: a lateral piece of a body lies at that body's
+    height, while a body of its own (a T11 cut by the field of view) lies beyond its neighbour's endplates.
+    Fragments left over join the largest such fragment whose range holds theirs alike (pieces of a sacrum).
+    Counted as bodies of their own, fragments take ranks in the run of levels and shift the names below them.
+    """
+    sizes = np.bincount(bodies.ravel())
+    sizes[0] = 0
+    if np.count_nonzero(sizes) < 2:
+        return bodies
+    typical = np.median(sizes[sizes >= 0.25 * sizes.max()])
+    low, high = ranges(bodies, axis)
+    target = np.arange(len(sizes))
+    fragments = [int(f) for f in np.argsort(-sizes) if 0 < sizes[f] < fragment_share * typical]
+    hosts = sizes >= fragment_share * typical
+    for wave in (hosts, np.isin(np.arange(len(sizes)), fragments)):
+        for fragment in fragments:
+            if target[fragment] != fragment:
+                continue
+            shared = np.minimum(high, high[fragment]) - np.maximum(low, low[fragment]) + 1
+            shared = np.where(wave & (target == np.arange(len(sizes))) & (sizes > sizes[fragment]), shared, 0)
+            host = int(np.argmax(shared))
+            if shared[host] >= overlap * (high[fragment] - low[fragment] + 1):
+                target[fragment] = host
+    return renumbered(target[bodies])
 
 
 def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...], min_mm3: float,
