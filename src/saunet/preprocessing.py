@@ -108,6 +108,11 @@ def support(weights: np.ndarray, inputs: slice) -> slice:
     return slice(int(drawn[0]), int(drawn[-1]) + 1)
 
 
+def inverse_weights(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The bilinear matrices from the network grid back to the native one: rows (H, H'), columns (W, W')."""
+    return tuple(linear_weights(grid.network_shape[a], grid.native_shape[a]) for a in (1, 2))
+
+
 class Preprocessor:
     def __init__(self, settings: PreprocessingSettings):
         self.settings = settings
@@ -142,8 +147,7 @@ class Preprocessor:
         """Maps on the network grid (K, D, H', W') -> (K, *original shape) in the stored layout, bilinear in-plane;
         with ``box`` (native grid, canonical layout) only the voxels inside it, in the stored layout."""
         box = box or tuple(slice(0, n) for n in grid.native_shape)
-        rows = linear_weights(grid.network_shape[1], grid.native_shape[1])[box[1]]
-        columns = linear_weights(grid.network_shape[2], grid.native_shape[2])[box[2]]
+        rows, columns = (weights[part] for weights, part in zip(inverse_weights(grid), box[1:]))
         rows_in, columns_in = support(rows.T, slice(None)), support(columns.T, slice(None))
         native = apply_weights(maps[:, box[0], rows_in, columns_in], rows[:, rows_in], columns[:, columns_in])
         return np.ascontiguousarray(grid.layout.from_canonical(native))
@@ -159,6 +163,6 @@ class Preprocessor:
         if not candidates.any():
             return None
         slices, rows, columns = (np.flatnonzero(candidates.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
-        return (slice(int(slices[0]), int(slices[-1]) + 1),
-                support(linear_weights(grid.network_shape[1], grid.native_shape[1]), slice(rows[0], rows[-1] + 1)),
-                support(linear_weights(grid.network_shape[2], grid.native_shape[2]), slice(columns[0], columns[-1] + 1)))
+        row_weights, column_weights = inverse_weights(grid)
+        return (slice(int(slices[0]), int(slices[-1]) + 1), support(row_weights, slice(rows[0], rows[-1] + 1)),
+                support(column_weights, slice(columns[0], columns[-1] + 1)))
