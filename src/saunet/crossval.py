@@ -22,6 +22,7 @@ from saunet.inference import Segmenter
 from saunet.training import train, typical_component_count
 
 EVALUATION_FILE = "evaluation.json"
+PREDICTIONS = "predictions"  # the folder of a fold's test predictions
 
 
 def make_splits(case_names: list[str], folds: str | int, seed: int = 0, datasets: dict[str, str] | None = None) -> list[dict]:
@@ -97,6 +98,12 @@ def finished_folds(cv: Path, model: str, epochs: int) -> list[tuple[dict, Path]]
     splits = json.loads((cv / "splits.json").read_text())["folds"]
     return [(split, cv / model / f"fold_{split['fold']}") for split in splits
             if training_finished(cv / model / f"fold_{split['fold']}", epochs)]
+
+
+def saved_prediction(cv: Path, model: str, case: str, fold: int | str = "*") -> Path | None:
+    """The prediction a fold of ``model`` in the CV folder ``cv`` wrote for ``case`` (any fold by default), or None."""
+    found = sorted(cv.glob(f"{model}/fold_{fold}/{PREDICTIONS}/{case}.*"))
+    return found[0] if found else None
 
 
 def saved_evaluation(run_dir: Path, epochs: int) -> dict | None:
@@ -238,7 +245,7 @@ def evaluate_fold(run_dir: Path, test_cases: list, config: TrainConfig, max_comp
         image, label = read_case(case)
         reference = config.label_map.apply(label.array)
         result = segmenter.segment(image, config.slice_axis)
-        write_like(result.labels, image, run_dir / "predictions" / f"{case.name}{output_suffix(image.path)}")
+        write_like(result.labels, image, run_dir / PREDICTIONS / f"{case.name}{output_suffix(image.path)}")
         about = {**key, "case": case.name, "dataset": case.dataset}
         rows.append({**about, **case_metrics(result.labels > 0, reference > 0, image.spacing),
                      **body_metrics(result.labels, label.array)})

@@ -84,8 +84,9 @@ def body_scores(pred: np.ndarray, ref: np.ndarray) -> list[tuple[int, float, int
     from saunet.postprocessing import level_regions, present_values
 
     components = level_regions(pred)
-    overlap = np.zeros((int(components.max()) + 1, int(ref.max()) + 1), np.int64)
-    np.add.at(overlap, (components.ravel(), ref.ravel().astype(np.int64)), 1)
+    shape = (int(components.max()) + 1, int(ref.max()) + 1)
+    pairs = components.ravel() * shape[1] + ref.ravel().astype(np.int64)
+    overlap = np.bincount(pairs, minlength=shape[0] * shape[1]).reshape(shape)  # voxels per (component, body)
     overlap[:, 0] = 0
     owner = overlap.argmax(1)  # the reference body each component overlaps most (0: none)
     owner[0] = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saunet.crossval import saved_prediction
 from saunet.datasets import list_cases
 from saunet.evaluation import FOUND_DICE, body_scores
 from saunet.imageio import read_volume
@@ -17,10 +18,10 @@ from saunet.labels import LEVELS
 cv, model, *data = sys.argv[1:]
 tally = {}
 for case in [c for d in data for c in list_cases(d)]:
-    predicted = sorted(Path(cv).glob(f"{model}/fold_*/predictions/{case.name}.*"))
+    predicted = saved_prediction(Path(cv), model, case.name)
     if not predicted:
         continue
-    for value, dice, named in body_scores(read_volume(predicted[0]).array, read_volume(case.label).array):
+    for value, dice, named in body_scores(read_volume(predicted).array, read_volume(case.label).array):
         entry = tally.setdefault((case.dataset, value), {"n": 0, "found": 0, "named": 0, "dice": [], "as": {}})
         entry["n"] += 1
         entry["found"] += dice >= FOUND_DICE

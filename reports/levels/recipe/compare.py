@@ -17,7 +17,7 @@ rows = []
 for label, folder in runs.items():
     for path in sorted(Path(folder).parent.glob(Path(folder).name)):
         saved = json.loads((path / "evaluation.json").read_text())
-        rows += [{**row, "model": label, "case": f"{row['case']}"} for row in saved["cases"]]
+        rows += [{**row, "model": label} for row in saved["cases"]]
 for dataset in dict.fromkeys(row["dataset"] for row in rows):
     of_set = [row for row in rows if row["dataset"] == dataset]
     print(f"### {dataset}\n\n{metrics_table(of_set, 'model', list(runs), METRICS)}\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.crossval import finished_folds, gather_cases
+from saunet.crossval import finished_folds, gather_cases, saved_prediction
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics
 from saunet.files import write_json, write_text
@@ -86,11 +86,11 @@ def measured_predictions(cv: Path, model: str, data: list[Path]) -> list[dict]:
 
     rows = []
     for case in tqdm(list(gather_cases(data).values()), desc="measuring", unit="scan"):
-        predicted = sorted(cv.glob(f"{model}/fold_*/predictions/{case.name}.*"))
+        predicted = saved_prediction(cv, model, case.name)
         if predicted:
             expert = read_volume(case.label)
             rows.append({"case": case.name, "dataset": case.dataset, "contrast": "original",
-                         "measures": paired_measures(read_volume(predicted[0]).array, expert.array, expert)})
+                         "measures": paired_measures(read_volume(predicted).array, expert.array, expert)})
     return rows
 
 
@@ -102,9 +102,9 @@ def rescore_originals(rows: list[dict], cv: Path, model: str, data: list[Path]) 
 
     cases = gather_cases(data)
     for row in rows:
-        predicted = sorted(cv.glob(f"{model}/fold_{row['fold']}/predictions/{row['case']}.*"))
+        predicted = saved_prediction(cv, model, row["case"], row["fold"])
         if row["contrast"] == "original" and predicted:
-            row.update(body_metrics(read_volume(predicted[0]).array, read_volume(cases[row["case"]].label).array))
+            row.update(body_metrics(read_volume(predicted).array, read_volume(cases[row["case"]].label).array))
     return rows
 
 
