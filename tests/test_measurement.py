@@ -123,3 +123,15 @@ def test_a_body_too_small_to_read_is_not_graded():
     rows = {r.name: r for r in measure_levels(labels, (1.0, 1.0, 1.0), np.eye(3))}
     assert rows["L3"].grade_suggestion == "not measured" and np.isnan(rows["L3"].wedge_ratio)
     assert rows["L4"].volume_cm3 == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize("code", ["PSR", "RIP"])
+def test_a_body_cut_by_the_field_of_view_is_not_graded(code):
+    spacing = (1.0, 1.0, 1.0)
+    bodies = [(4, 60.0, 26, 26, None), (5, 24.0, 26, 26, None), (6, -12.0, 26, 26, None)]  # L2 half outside
+    labels, direction, origin = phantom(bodies, spacing, code, field_mm=130.0)
+    rows = {r.name: r for r in measure_levels(labels, spacing, direction, origin)}
+    assert rows["L2"].cut_by_field and rows["L2"].grade_suggestion.startswith("not graded: cut")
+    assert np.isnan(rows["L2"].posterior_height_mm)  # not a 13 mm body with 50 % height loss
+    assert not rows["L3"].cut_by_field and rows["L3"].grade_suggestion == "none"
+    assert abs(rows["L3"].posterior_height_mm - 26.0) <= 1.0

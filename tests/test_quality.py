@@ -3,6 +3,7 @@
 import numpy as np
 
 from saunet.orientation import Layout
+from saunet.postprocessing import cut_by_field
 from saunet.quality import (
     TrainingProfile,
     assess_map,
@@ -90,3 +91,21 @@ def test_an_inverted_image_is_unlike_its_training_scans():
     assert any("body contrast" in r for r in reasons), reasons
     thick = scan_statistics(new.image, (12.0, *new.spacing[1:]), layout, new.label > 0)
     assert any("slice spacing" in r for r in unfamiliar(thick, profile))
+
+
+def test_a_body_cut_by_the_field_of_view_is_not_flagged_for_its_size():
+    labels = column()
+    labels[1:5, -4:, 8:32] = 2  # T12: only its lowest 4 voxels inside the field of view
+    probabilities = probabilities_for(labels)
+    probabilities[1][labels == 2] = 0.5  # the model less sure at the cut
+    uncut = {b.name: b for b in body_quality(labels, labels, probabilities, SPACING)}
+    assert any("volume" in f for f in uncut["T12"].flags) and any("confidence" in f for f in uncut["T12"].flags)
+    cut = cut_by_field(labels, axis=1)
+    assert cut == {2}
+    bodies = {b.name: b for b in body_quality(labels, labels, probabilities, SPACING, cut=cut)}
+    assert bodies["T12"].verdict == "ok" and bodies["T12"].cut_by_field
+    assert "cut by the field of view" in bodies["T12"].remarks[0]
+    assert not bodies["L1"].cut_by_field
+    probabilities[1][labels == 2], probabilities[2][labels == 2] = 0.3, 0.6  # votes for L1: still a doubt
+    voted = {b.name: b for b in body_quality(labels, labels, probabilities, SPACING, cut=cut)}
+    assert any("votes" in f for f in voted["T12"].flags)

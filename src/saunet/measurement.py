@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saunet.labels import LEVELS
-from saunet.postprocessing import present_values
+from saunet.postprocessing import cut_by_field, present_values
 
 STEP_MM = 0.2  # sampling step in the mid-sagittal plane
 INSET = 0.20  # anterior and posterior heights are read this share of the body's depth inside its walls, clear of rounded corners
@@ -53,6 +53,7 @@ class LevelMeasures:
     neighbour_height_loss_pct: float
     deformity_pct: float
     grade_suggestion: str
+    cut_by_field: bool = False
     disc_below_anterior_mm: float = float("nan")
     disc_below_middle_mm: float = float("nan")
     disc_below_posterior_mm: float = float("nan")
@@ -81,6 +82,11 @@ class WorldGrid:
     def positions(self, mask: np.ndarray) -> np.ndarray:
         """World positions (N, 3) of the voxel centres in ``mask``."""
         return np.argwhere(mask) @ self.to_world.T + self.origin
+
+    def nearest_axis(self, direction: np.ndarray) -> int:
+        """The numpy axis whose world step is nearest ``direction`` (either way)."""
+        steps = self.to_world / np.linalg.norm(self.to_world, axis=0)
+        return int(np.argmax(np.abs(direction @ steps)))
 
     def lookup(self, mask: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``mask`` at world ``points`` (..., 3), nearest voxel; False outside the array."""
@@ -190,6 +196,9 @@ def disc_heights(grid: WorldGrid, upper: np.ndarray, lower: np.ndarray, frame: F
             for name, at in reading_positions(front, back).items()}
 
 
+CUT_GRADE = "not graded: cut by the field of view"
+
+
 def grade_suggestion(deformity: float) -> str:
     """Genant-style grade for a height loss (share, 0..1): a suggestion, never a diagnosis."""
     if not np.isfinite(deformity):
@@ -213,10 +222,13 @@ def neighbour_reference(posterior: dict[int, float], level: int) -> float:
 def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np.ndarray,
                    origin: tuple[float, ...] = (0.0, 0.0, 0.0), names: dict[int, str] | None = None) -> list[LevelMeasures]:
     """One row per level value present in ``labels`` (numpy (k, j, i) order, the header's ``spacing``,
-    ``direction`` and ``origin``), from the most superior level down; discs between consecutive values."""
+    ``direction`` and ``origin``), from the most superior level down; discs between consecutive values. A level
+    on the cranio-caudal edge of the field of view is only partly imaged: its heights are not read (NaN) and it is
+    not graded."""
     names = names or LEVELS
     grid = WorldGrid(labels.shape, spacing, direction, origin)
     values = [int(v) for v in present_values(labels)]
+    cut = cut_by_field(labels, grid.nearest_axis(SUPERIOR))
     frames, heights, volumes, reach = {}, {}, {}, {}
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     points = {value: grid.positions(labels == value) for value in values}
@@ -226,8 +238,8 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
         frames[value] = body_frame(points[value], spine.get(value)) if len(points[value]) > 3 else None
         volumes[value] = mask.sum() * voxel_cm3
         reach[value] = float(np.linalg.norm(points[value].max(0) - points[value].min(0))) / 2 + 2.0
-        heights[value] = (body_heights(grid, mask, frames[value], reach[value]) if frames[value] is not None
-                          else {p: float("nan") for p in POSITIONS})
+        heights[value] = (body_heights(grid, mask, frames[value], reach[value])
+                          if frames[value] is not None and value not in cut else {p: float("nan") for p in POSITIONS})
     posterior = {v: heights[v]["posterior"] for v in values}
     rows = []
     for value in values:
@@ -241,8 +253,8 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
         rows.append(LevelMeasures(
             value, names.get(value, f"label {value}"), volumes[value], h["anterior"], h["middle"], h["posterior"],
             ratio(h["anterior"], h["posterior"]), ratio(h["middle"], h["posterior"]), 100 * (1 - ratio(smallest, reference)),
-            100 * deformity, grade_suggestion(deformity), centroid_x_mm=centroid[0], centroid_y_mm=centroid[1],
-            centroid_z_mm=centroid[2]))
+            100 * deformity, CUT_GRADE if value in cut else grade_suggestion(deformity), value in cut,
+            centroid_x_mm=centroid[0], centroid_y_mm=centroid[1], centroid_z_mm=centroid[2]))
     for row, lower in zip(rows, rows[1:]):
         if lower.level == row.level + 1 and frames[row.level] is not None and frames[lower.level] is not None:
             disc = disc_heights(grid, labels == row.level, labels == lower.level,

@@ -93,6 +93,12 @@ def present_values(labels: np.ndarray) -> np.ndarray:
     return values[values > 0]
 
 
+def cut_by_field(labels: np.ndarray, axis: int) -> frozenset[int]:
+    """Values of ``labels`` on the first or last plane of the array along ``axis`` (the cranio-caudal one): bodies
+    only partly inside the field of view."""
+    return frozenset(int(v) for v in present_values(np.take(labels, [0, labels.shape[axis] - 1], axis=axis)))
+
+
 def renumbered(ids: np.ndarray) -> np.ndarray:
     """``ids`` (0 background) renumbered 1..N in the order of their values."""
     present = np.bincount(ids.ravel()) > 0

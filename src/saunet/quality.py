@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from saunet.labels import LEVELS
 from saunet.orientation import Layout
-from saunet.postprocessing import label_components, present_values
+from saunet.postprocessing import cut_by_field, label_components, present_values
 from saunet.preprocessing import normalise_intensities
 
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
@@ -106,10 +106,16 @@ class BodyQuality:
     level_agreement: float  # share of the body's foreground probability on its own level
     volume_cm3: float
     flags: list[str]
+    cut_by_field: bool = False  # reaches the cranio-caudal edge of the field of view: only part of it imaged
 
     @property
     def verdict(self) -> str:
         return "check" if self.flags else "ok"
+
+    @property
+    def remarks(self) -> list[str]:
+        """Its flags, and whether it is only partly imaged (which is no flag)."""
+        return self.flags + (["cut by the field of view: volume and heights are partial"] if self.cut_by_field else [])
 
 
 @dataclass
@@ -133,10 +139,12 @@ def model_votes(own: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
 
 
 def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndarray | None, spacing: tuple[float, ...],
-                 names: dict[int, str] = LEVELS, thresholds: Thresholds = THRESHOLDS) -> list[BodyQuality]:
+                 names: dict[int, str] = LEVELS, thresholds: Thresholds = THRESHOLDS,
+                 cut: frozenset[int] = frozenset()) -> list[BodyQuality]:
     """Per body value in ``bodies`` (``classes`` its class index 1..K per voxel, ``probabilities`` (K, ...) or
     None for a map without a model): the model's confidence, the agreement of its level votes, and its volume
-    against the other bodies'."""
+    against the other bodies'. Bodies in ``cut`` are only partly imaged: their size and the model's confidence
+    at the cut say nothing about the segmentation, so only their level votes are judged."""
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     where = np.nonzero(bodies)  # gathered once: a scan is mostly background
     ids, body_classes = bodies[where], classes[where]
@@ -155,14 +163,17 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
     for i, (value, confidence, agreement, volume) in enumerate(found):
         others = np.delete(volumes, i)
         ratio = volume / np.median(others) if len(others) else 1.0
+        whole = value not in cut
         flags = [text for bad, text in (
-            (confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
+            (whole and confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
             (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
-            (not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
+            (whole and not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
              f"volume {ratio:.1f} x the other bodies'"),
-            (not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1], f"implausible volume {volume:.1f} cm3"),
+            (whole and not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1],
+             f"implausible volume {volume:.1f} cm3"),
         ) if bad]
-        result.append(BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume, flags))
+        result.append(BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume, flags,
+                                  not whole))
     return result
 
 
@@ -219,7 +230,8 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
         bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
     else:
         bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes, probabilities), level_gaps(labels)
-    quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds)
+    quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds,
+                           cut_by_field(bodies, layout.axes[1]))
     statistics = scan_statistics(array, spacing, layout, labels > 0)
     return scan_verdict(quality, statistics, profile, gaps, margin, thresholds)
 

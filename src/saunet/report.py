@@ -142,7 +142,7 @@ def quality_table(verdict: Verdict) -> str:
            "<th>why</th></tr>"
     body = "".join(f"<tr><td>{html.escape(b.name)}</td><td>{cell(b.confidence)}</td><td>{cell(b.level_agreement)}</td>"
                    f"<td>{cell(b.volume_cm3)}</td><td>{b.verdict}</td>"
-                   f"<td class='text'>{html.escape('; '.join(b.flags))}</td></tr>" for b in verdict.bodies)
+                   f"<td class='text'>{html.escape('; '.join(b.remarks))}</td></tr>" for b in verdict.bodies)
     return f'<table class="sortable"><thead>{head}</thead><tbody>{body}</tbody></table>'
 
 
