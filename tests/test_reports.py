@@ -108,6 +108,15 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert not (tmp_path / "cv" / "unet2d").exists()  # nothing trained
     assert len(json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"]) == 12
 
+    # one fold of another model, the others left to another machine
+    one_fold = [*command, "--only-folds", "1"]
+    one_fold[one_fold.index("sau-net,dense-unet")] = "unet2d"
+    del one_fold[one_fold.index("--width"): one_fold.index("--width") + 2]
+    assert subprocess.run(one_fold, capture_output=True, text=True).returncode == 0
+    assert (tmp_path / "cv" / "unet2d" / "fold_1" / "evaluation.json").exists()
+    assert not (tmp_path / "cv" / "unet2d" / "fold_0").exists()
+    assert {c["fold"] for c in json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"]} == {1}
+
 
 def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):
     import os

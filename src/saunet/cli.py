@@ -104,7 +104,7 @@ def cmd_cv(args) -> None:
     _set_threads(args.threads)
     data = [Path(d) for d in args.data]
     result = run_cv(data, folds, models, Path(args.out), config, seed=args.seed,
-                    finished_only=args.finished_only, workers=args.workers)
+                    finished_only=args.finished_only, workers=args.workers, only_folds=args.only_folds)
     if not result.rows:
         raise InputError(args.out, "no finished fold to report on")
     report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), data)
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="folder for cv.json, cv.md and figures (default: --out)")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: report on the folds whose training has finished")
+    p.add_argument("--only-folds", type=lambda text: [int(k) for k in text.split(",")], default=None,
+                   metavar="K[,K...]", help="train and report only these folds of the splits (default: all)")
     p.add_argument("--workers", type=int, default=1,
                    help="folds trained at once in separate processes (default 1); on CPU 2 beats 1 by ~1.4x")
     _add_training_options(p)

@@ -141,7 +141,8 @@ def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir
 
 
 def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Path, base: TrainConfig,
-           seed: int = 0, progress: bool = True, finished_only: bool = False, workers: int = 1) -> CVResult:
+           seed: int = 0, progress: bool = True, finished_only: bool = False, workers: int = 1,
+           only_folds: list[int] | None = None) -> CVResult:
     """Train and test every model on the same folds; finished folds are not trained again.
 
     Args:
@@ -157,6 +158,7 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
             that is still going).
         workers: folds trained at once in separate processes, the CPU threads shared among them (on a small
             CPU two one-thread trainings outrun one two-thread training: reports/speed-ups.md).
+        only_folds: train and test only these folds of the splits (one fold per machine, say); None: all.
 
     Returns:
         :class:`CVResult` of the folds that have finished.
@@ -164,9 +166,10 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
     cases = gather_cases(data)
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed, {n: c.dataset for n, c in cases.items()})
     configs = {model: replace(base, model=model) for model in models}
+    chosen = [s for s in splits if only_folds is None or s["fold"] in only_folds]
     if not finished_only:
-        train_pending_folds(cases, splits, configs, out, progress, workers)
-    return collect_results(cases, splits, configs, out)
+        train_pending_folds(cases, chosen, configs, out, progress, workers)
+    return replace(collect_results(cases, chosen, configs, out), fold_count=len(splits))
 
 
 def gather_cases(data: Path | list[Path]) -> dict:
