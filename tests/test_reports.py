@@ -254,3 +254,21 @@ def test_contrast_transforms_invert_and_darken_the_brightest():
     assert made["inverted"][0, 0, 0] > made["inverted"][-1, -1, -1]
     t1 = made["T1-like"]
     assert t1[5, 0, 0] > t1[0, 0, 0] and t1[5, 0, 0] > t1[-1, -1, -1]  # mid-grey brightest, fluid dark
+
+
+def test_measurements_paired_by_name_and_by_body(tmp_path):
+    from helpers import phantom_pair
+    from saunet.experiments.qc_calibration import agreement, paired_measures
+    from saunet.imageio import read_volume
+
+    _, label_path = phantom_pair(tmp_path, "scan.nii.gz", "label.nii.gz", shape=(9, 64, 64))
+    expert = read_volume(label_path)
+    named_down = np.where(expert.array > 0, expert.array + 1, 0)  # every body named one level too low
+    rows = paired_measures(named_down, expert.array, expert)
+    assert [r["overlapping_level"] for r in rows] == [r["level"] + 1 for r in rows]
+    for row in rows:
+        assert row["volume_cm3_body"] == row["volume_cm3_ref"]
+    named, _ = agreement([{"dataset": "d", "contrast": "original", "measures": rows}])
+    by_body, _ = agreement([{"dataset": "d", "contrast": "original", "measures": rows}], "body")
+    volume_row = next(line for line in by_body.splitlines() if "volume_cm3" in line)
+    assert "| 0.00 %" in volume_row and volume_row not in named
