@@ -89,8 +89,13 @@ def test_an_inverted_image_is_unlike_its_training_scans():
     inverted = scan_statistics(new.image.max() - new.image, new.spacing, layout, new.label > 0)
     reasons = unfamiliar(inverted, profile)
     assert any("body contrast" in r for r in reasons), reasons
-    thick = scan_statistics(new.image, (12.0, *new.spacing[1:]), layout, new.label > 0)
+    thickest = max(p.spacing[0] for p in phantoms)
+    thicker = scan_statistics(new.image, (2 * thickest, *new.spacing[1:]), layout, new.label > 0)
+    assert unfamiliar(thicker, profile) == []  # twice the thickest trained slices: as tested on thinned scans
+    thick = scan_statistics(new.image, (3 * thickest, *new.spacing[1:]), layout, new.label > 0)
     assert any("slice spacing" in r for r in unfamiliar(thick, profile))
+    coarse = scan_statistics(new.image, (new.spacing[0], 2 * new.spacing[1], 2 * new.spacing[2]), layout, new.label > 0)
+    assert any("in plane spacing" in r for r in unfamiliar(coarse, profile))
 
 
 def test_a_body_cut_by_the_field_of_view_is_not_flagged_for_its_size():

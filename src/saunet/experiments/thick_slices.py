@@ -51,7 +51,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
             result = segmenter.segment(thin_image)
             verdict = segmenter.assess(thin_image, result)
             rows.append({"case": name, "dataset": cases[name].dataset, "fold": split["fold"],
-                         "slice_mm": image.spacing[axis] * step, "verdict": verdict.verdict,
+                         "slice_mm": image.spacing[axis] * step, "verdict": verdict.verdict, "reasons": verdict.reasons,
                          **body_metrics(result.labels, thin_label.array)})
     return rows
 
