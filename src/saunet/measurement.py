@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saunet.labels import LEVELS
+from saunet.orientation import layout_from_direction
 from saunet.postprocessing import cut_by_field, present_values
 
 STEP_MM = 0.2  # sampling step in the mid-sagittal plane
@@ -82,11 +83,6 @@ class WorldGrid:
     def positions(self, mask: np.ndarray) -> np.ndarray:
         """World positions (N, 3) of the voxel centres in ``mask``."""
         return np.argwhere(mask) @ self.to_world.T + self.origin
-
-    def nearest_axis(self, direction: np.ndarray) -> int:
-        """The numpy axis whose world step is nearest ``direction`` (either way)."""
-        steps = self.to_world / np.linalg.norm(self.to_world, axis=0)
-        return int(np.argmax(np.abs(direction @ steps)))
 
     def lookup(self, mask: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``mask`` at world ``points`` (..., 3), nearest voxel; False outside the array."""
@@ -228,7 +224,7 @@ def measure_levels(labels: np.ndarray, spacing: tuple[float, ...], direction: np
     names = names or LEVELS
     grid = WorldGrid(labels.shape, spacing, direction, origin)
     values = [int(v) for v in present_values(labels)]
-    cut = cut_by_field(labels, grid.nearest_axis(SUPERIOR))
+    cut = cut_by_field(labels, layout_from_direction(np.asarray(direction, float)).axes[1])
     frames, heights, volumes, reach = {}, {}, {}, {}
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     points = {value: grid.positions(labels == value) for value in values}

@@ -142,7 +142,7 @@ def agreement(rows: list[dict], paired_by: str = "pred") -> tuple[str, dict]:
     for dataset in sorted({r["dataset"] for r in rows}):
         measured = [m for r in rows if r["dataset"] == dataset and r["contrast"] == "original" for m in r["measures"]]
         for measure in MEASURES:
-            pred = np.array([m.get(f"{measure}_{paired_by}", np.nan) for m in measured], float)
+            pred = np.array([m[f"{measure}_{paired_by}"] for m in measured], float)
             ref = np.array([m[f"{measure}_ref"] for m in measured], float)
             keep = np.isfinite(pred) & np.isfinite(ref)
             pred, ref = pred[keep], ref[keep]
