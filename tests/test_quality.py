@@ -98,6 +98,25 @@ def test_an_inverted_image_is_unlike_its_training_scans():
     assert any("in plane spacing" in r for r in unfamiliar(coarse, profile))
 
 
+def test_a_contrast_between_two_training_sets_is_like_neither():
+    """Bodies brighter than their surroundings in one set, darker in the other: a scan whose bodies match their
+    surroundings lies inside the union's ranges, yet no set's; a scan like either set passes."""
+    spacing = {"slice_spacing_mm": 2.0, "in_plane_spacing_mm": 1.0, "field_cc_mm": 300.0}
+    bright = [{**spacing, "body_intensity": 0.2 + 0.02 * i, "body_contrast": 0.2 + 0.02 * i} for i in range(5)]
+    dark = [{**spacing, "body_intensity": 0.4 + 0.02 * i, "body_contrast": -0.8 + 0.05 * i} for i in range(5)]
+    profile = profile_of(bright + dark, ["t2"] * 5 + ["water-fat"] * 5)
+    between = {**spacing, "body_intensity": 0.35, "body_contrast": -0.1}
+    assert unfamiliar(between, profile_of(bright + dark)) == []  # the union alone misses it
+    reasons = unfamiliar(between, profile)
+    assert len(reasons) == 1 and "like no training data set" in reasons[0] and "water-fat" in reasons[0]
+    assert unfamiliar(bright[2], profile) == [] and unfamiliar(dark[2], profile) == []
+    mixed = {**dark[2], "body_intensity": 0.3}  # each value within some set's range, not both within one set's
+    assert unfamiliar(mixed, profile_of(bright + dark)) == [] and len(unfamiliar(mixed, profile)) == 1
+    assert TrainingProfile.from_dict(profile.to_dict()) == profile
+    old = {k: list(v) for k, v in profile.ranges.items()}  # a checkpoint from before per-set ranges: the union
+    assert TrainingProfile.from_dict(old).data_sets == {} and unfamiliar(between, TrainingProfile.from_dict(old)) == []
+
+
 def test_a_body_cut_by_the_field_of_view_is_not_flagged_for_its_size():
     labels = column()
     labels[1:5, -4:, 8:32] = 2  # T12: only its lowest 4 voxels inside the field of view

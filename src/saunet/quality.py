@@ -3,7 +3,8 @@ person understands. The thresholds are calibrated on cross-validated predictions
 model never saw (reports/qc); docs/measurements.md explains each reason.
 
 What the model was trained on is a :class:`TrainingProfile` in its checkpoint (and ONNX metadata): the range of
-slice spacing, in-plane spacing, cranio-caudal field of view and two intensity statistics of the training scans.
+slice spacing, in-plane spacing, cranio-caudal field of view and two intensity statistics of the training scans,
+the intensity statistics also per training data set.
 """
 
 from __future__ import annotations
@@ -42,20 +43,34 @@ class Thresholds:
 
 THRESHOLDS = Thresholds()
 STATISTICS = ("slice_spacing_mm", "in_plane_spacing_mm", "field_cc_mm", "body_intensity", "body_contrast")
+INTENSITY = ("body_intensity", "body_contrast")
 
 
 @dataclass
 class TrainingProfile:
-    """Ranges (min, max) of each of :data:`STATISTICS` over the training scans; empty: unknown."""
+    """Ranges (min, max) of each of :data:`STATISTICS` over the training scans, and of the :data:`INTENSITY`
+    statistics over each training data set (``data_sets``: name -> ranges); empty: unknown.
+
+    A model trained on two contrasts has seen each, not what lies between them: a T2 scan's bodies are darker
+    than their surroundings in one set and brighter in the other, and a contrast whose bodies match their
+    surroundings falls inside the union's range yet is like neither set.
+    """
 
     ranges: dict = field(default_factory=dict)
+    data_sets: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {k: list(v) for k, v in self.ranges.items()}
+        ranges = {k: list(v) for k, v in self.ranges.items()}
+        if not self.data_sets:
+            return ranges
+        return {**ranges, "data_sets": {name: {k: list(v) for k, v in r.items()} for name, r in self.data_sets.items()}}
 
     @classmethod
     def from_dict(cls, values: dict | None) -> TrainingProfile:
-        return cls({k: tuple(v) for k, v in (values or {}).items()})
+        values = dict(values or {})
+        sets = values.pop("data_sets", {})
+        return cls({k: tuple(v) for k, v in values.items()},
+                   {name: {k: tuple(v) for k, v in r.items()} for name, r in sets.items()})
 
 
 def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layout, bodies: np.ndarray) -> dict:
@@ -78,14 +93,43 @@ def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layou
     return {**stats, "body_intensity": inside, "body_contrast": inside - float(np.median(shell)) if shell.size else 0.0}
 
 
-def profile_of(statistics: list[dict]) -> TrainingProfile:
-    """The ranges of the training scans' statistics."""
-    return TrainingProfile({k: (float(np.nanmin([s[k] for s in statistics])), float(np.nanmax([s[k] for s in statistics])))
-                            for k in STATISTICS})
+def ranges_of(statistics: list[dict], names: tuple[str, ...]) -> dict:
+    """(min, max) of each of ``names`` over ``statistics``."""
+    return {k: (float(np.nanmin([s[k] for s in statistics])), float(np.nanmax([s[k] for s in statistics])))
+            for k in names}
+
+
+def profile_of(statistics: list[dict], data_sets: list[str] | None = None) -> TrainingProfile:
+    """The ranges of the training scans' statistics; with ``data_sets`` (each scan's set), the intensity ranges
+    of each set too."""
+    sets = sorted(set(data_sets or []))
+    by_set = {name: ranges_of([s for s, d in zip(statistics, data_sets) if d == name], INTENSITY) for name in sets}
+    return TrainingProfile(ranges_of(statistics, STATISTICS), by_set if len(sets) > 1 else {})
+
+
+def outside(value: float, low: float, high: float) -> bool:
+    """Beyond the range widened by :data:`RANGE_MARGIN` of its width on each side."""
+    margin = RANGE_MARGIN * (high - low)
+    return value > high + margin or value < low - margin
+
+
+def unlike_every_set(statistics: dict, data_sets: dict) -> list[str]:
+    """A reason when the scan's intensity statistics lie outside the ranges of each training data set (for one
+    statistic or another), though perhaps inside their union; none when one set's ranges hold them all."""
+    values = {k: statistics.get(k, float("nan")) for k in INTENSITY}
+    if not data_sets or not all(np.isfinite(v) for v in values.values()):
+        return []
+    if any(not any(outside(values[k], *r[k]) for k in INTENSITY) for r in data_sets.values()):
+        return []
+    seen = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', ' ')} {lo:.2f} to {hi:.2f}" for k, (lo, hi) in r.items())
+                     for name, r in data_sets.items())
+    shown = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in values.items())
+    return [f"{shown}: like no training data set ({seen})"]
 
 
 def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
-    """Reasons the scan is unlike the training scans, one per statistic outside the trained range."""
+    """Reasons the scan is unlike the training scans, one per statistic outside the trained range, and one when
+    its intensities match no training data set (:func:`unlike_every_set`)."""
     reasons = []
     for name, (low, high) in profile.ranges.items():
         value = statistics.get(name, float("nan"))
@@ -93,12 +137,13 @@ def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
             continue
         if name.endswith("spacing_mm"):
             thicker = THICKER_SLICES_FACTOR if name == "slice_spacing_mm" else SPACING_FACTOR
-            outside = value > high * thicker or value < low / SPACING_FACTOR
+            beyond = value > high * thicker or value < low / SPACING_FACTOR
         else:
-            margin = RANGE_MARGIN * (high - low)
-            outside = value > high + margin or value < low - margin
-        if outside:
+            beyond = outside(value, low, high)
+        if beyond:
             reasons.append(f"{name.replace('_', ' ')} {value:.2f} outside the trained range {low:.2f}-{high:.2f}")
+    if not any(k.replace("_", " ") in r for r in reasons for k in INTENSITY):
+        reasons += unlike_every_set(statistics, profile.data_sets)
     return reasons
 
 
@@ -256,4 +301,4 @@ def training_profile(cases: list, slice_axis: int | None = None) -> TrainingProf
         image, label = read_case(case)
         layout = volume_layout(image, slice_axis)
         statistics.append(scan_statistics(image.array, image.spacing, layout, label.array > 0))
-    return profile_of(statistics)
+    return profile_of(statistics, [case.dataset for case in cases])

@@ -27,6 +27,7 @@ from saunet.evaluation import body_metrics
 from saunet.files import write_json, write_text
 from saunet.measurement import measure_levels
 from saunet.orientation import volume_layout, world_direction
+from saunet.quality import training_profile
 
 BAD, GOOD = 0.80, 0.92  # body-wise Dice: the issue's "segmented badly" and "segmented well"
 MEASURES = ("volume_cm3", "anterior_height_mm", "middle_height_mm", "posterior_height_mm")
@@ -72,9 +73,12 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path) -> list[
 
 
 def fold(run_dir: Path, split: dict, cases: dict) -> list[dict]:
+    """The fold's test scans in each contrast, judged against the profile the current code gives the fold's
+    training scans (a checkpoint keeps the profile of the code that trained it)."""
     from saunet.inference import Segmenter
 
     segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+    segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
