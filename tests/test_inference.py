@@ -267,3 +267,18 @@ def test_chunks_equal_the_whole_volume_for_every_chunk_size(halo):
     whole = model(image)
     for chunk in range(1, 14):
         assert np.allclose(predict_logits(model, image, halo, chunk), whole, atol=1e-5), chunk
+
+
+def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
+    """QC's intensity statistics from the segmenter's own normalisation equal those QC computes afresh."""
+    from saunet.quality import assess
+
+    segmenter = Segmenter()
+    volume = read_volume(sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0])
+    result = segmenter.segment(volume)
+    assert result.intensities.shape == volume.array.shape and result.intensities.dtype == np.float32
+    shared = segmenter.assess(volume, result).statistics
+    afresh = assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
+                    segmenter.label_map, segmenter.training_profile).statistics
+    assert np.isfinite(shared["body_contrast"])
+    assert shared.keys() == afresh.keys() and all(np.isclose(shared[k], afresh[k], atol=1e-5) for k in shared)

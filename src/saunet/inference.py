@@ -22,7 +22,7 @@ from saunet.imageio import Volume
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Grid, Preprocessor
-from saunet.quality import TrainingProfile, Verdict, assess
+from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "spine_levels_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
@@ -95,6 +95,7 @@ class Segmentation:
     raw_labels: np.ndarray  # the same before post-processing
     probabilities: np.ndarray  # float32 (K, *input shape), foreground classes (see Segmenter.segment)
     layout: Layout  # how the input's array was brought into the canonical layout
+    intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
 
 
 class OnnxModel:
@@ -246,13 +247,15 @@ class Segmenter:
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
-        image = self.preprocessor.image(volume.array, grid)[None, None]
+        intensities = self.preprocessor.normalised(volume.array)
+        image = self.preprocessor.image_like(intensities, grid)[None, None]
         logits = predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0]
         network_probabilities = self.label_map.probabilities(logits)
         labels, raw, probabilities = self.decode(network_probabilities, grid, volume.spacing, volume.array.shape)
         if whole_probabilities:
             probabilities = self.preprocessor.inverse(network_probabilities, grid)
-        return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout)
+        return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout,
+                            intensities)
 
     def decode(self, network_probabilities: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,5 +280,6 @@ class Segmenter:
 
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
+        shared = self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES  # QC's units: reuse, not redo
         return assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
-                      self.label_map, self.training_profile)
+                      self.label_map, self.training_profile, normalised=result.intensities if shared else None)

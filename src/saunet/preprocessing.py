@@ -131,8 +131,11 @@ class Preprocessor:
 
     def image(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Volume array -> normalised float32 slices on the network grid, (D, H', W')."""
-        slices = normalise_intensities(array, self.settings.clip_percentiles)
-        return self.image_like(slices, grid)
+        return self.image_like(self.normalised(array), grid)
+
+    def normalised(self, array: np.ndarray) -> np.ndarray:
+        """Volume array -> its intensities as the network sees them, float32 on the volume's own grid."""
+        return normalise_intensities(array, self.settings.clip_percentiles)
 
     def image_like(self, array: np.ndarray, grid: Grid) -> np.ndarray:
         """Any volume array -> float32 slices on the network grid, resampled as images are, without

@@ -19,6 +19,7 @@ from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field, label_components, present_values
 from saunet.preprocessing import normalise_intensities
 
+CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
 # A scan's statistic may lie this share of the training range's width beyond it before it counts as unlike.
 RANGE_MARGIN = 0.25
@@ -73,16 +74,18 @@ class TrainingProfile:
                    {name: {k: tuple(v) for k, v in r.items()} for name, r in sets.items()})
 
 
-def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layout, bodies: np.ndarray) -> dict:
+def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layout, bodies: np.ndarray,
+                    normalised: np.ndarray | None = None) -> dict:
     """The scan's :data:`STATISTICS`: spacings and field of view (mm) from the grid, and the median intensity
     inside the vertebral bodies ``bodies`` and its difference to their surroundings (a shell of ``SHELL_MM``), in
-    the units the network sees (the scan clipped and standardised)."""
+    the units the network sees (the scan clipped to :data:`CLIP_PERCENTILES` and standardised; ``normalised``:
+    the scan already so, as the segmenter prepared it)."""
     canonical = layout.spacing(spacing)
     stats = {"slice_spacing_mm": canonical[0], "in_plane_spacing_mm": max(canonical[1:]),
              "field_cc_mm": array.shape[layout.axes[1]] * canonical[1]}
     if not bodies.any():
         return {**stats, "body_intensity": float("nan"), "body_contrast": float("nan")}
-    image = normalise_intensities(np.asarray(array, np.float32), (0.5, 99.5))
+    image = normalise_intensities(array, CLIP_PERCENTILES) if normalised is None else normalised
     radius = [max(1, int(round(SHELL_MM / s))) for s in spacing]
     occupied = np.argwhere(bodies)
     box = tuple(slice(max(int(lo) - r, 0), int(hi) + r + 1) for lo, hi, r in zip(occupied.min(0), occupied.max(0), radius))
@@ -270,10 +273,12 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
 
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
-           layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS) -> Verdict:
+           layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
+           normalised: np.ndarray | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
-    ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile``. A binary model's
-    bodies are its connected components."""
+    ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
+    scan normalised to :data:`CLIP_PERCENTILES`, if at hand). A binary model's bodies are its connected
+    components."""
     classes = label_map.apply(labels)
     if label_map.classes is None:
         bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
@@ -281,7 +286,7 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
         bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes, probabilities), level_gaps(labels)
     quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]))
-    statistics = scan_statistics(array, spacing, layout, labels > 0)
+    statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
     return scan_verdict(quality, statistics, profile, gaps, margin, thresholds)
 
 
