@@ -62,8 +62,8 @@ class LabelMap:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Network logits (channels, ...) -> foreground probabilities (K, ...), float32."""
         if logits.shape[0] == 1:
-            return sigmoid(logits).astype(np.float32)
-        return softmax(logits, 0)[1:].astype(np.float32)
+            return sigmoid(logits).astype(np.float32, copy=False)
+        return softmax(logits, 0)[1:].astype(np.float32, copy=False)
 
     @staticmethod
     def decode(probabilities: np.ndarray) -> np.ndarray:

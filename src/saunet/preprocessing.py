@@ -50,8 +50,12 @@ class Grid:
 def normalise_intensities(slices: np.ndarray, clip_percentiles: tuple[float, float]) -> np.ndarray:
     """Clip to percentiles, then zero mean and unit variance over the volume."""
     low, high = np.percentile(slices, clip_percentiles)
-    clipped = np.clip(slices.astype(np.float32), low, high)
-    return ((clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)).astype(np.float32)
+    normalised = slices.astype(np.float32)  # the one copy: the rest works in place (a scan is tens of MB)
+    np.clip(normalised, low, high, out=normalised)
+    mean, std = normalised.mean(), max(float(normalised.std()), 1e-6)
+    normalised -= mean
+    normalised /= std
+    return normalised
 
 
 def area_weights(size_in: int, size_out: int) -> np.ndarray:
