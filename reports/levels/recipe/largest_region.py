@@ -1,0 +1,57 @@
+"""Each level's largest connected region alone (nnU-Net's per-class largest-component step, tried in session 11
+and not kept: README.md) against the level maps as post-processed, on a CV folder's saved predictions of every
+data set: the step would run last, on the final level map, so applying it to the saved maps gives what the
+pipeline with it would write. Per data set, the metrics of ``saunet cv`` and the paired per-case differences.
+
+    python reports/levels/recipe/largest_region.py runs/cv-finetune ../shared/data/lumbar-t2 \
+        ../shared/data/lumbar-water-fat > reports/levels/recipe/largest-region-finetune.md
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from saunet.crossval import gather_cases, saved_prediction
+from saunet.evaluation import body_metrics, case_metrics
+from saunet.experiments.reports import metrics_table, paired_table
+from saunet.imageio import read_volume
+from saunet.labels import LabelMap
+from saunet.postprocessing import level_regions
+
+METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
+BEFORE, AFTER = "fragments kept", "largest region per level"
+
+
+def largest_region_per_level(labels: np.ndarray) -> np.ndarray:
+    """``labels`` with only the largest connected region of each value kept."""
+    regions = level_regions(labels)
+    sizes = np.bincount(regions.ravel())
+    value_of = np.zeros(len(sizes), np.int64)
+    value_of[regions.ravel()] = labels.ravel()
+    best = np.zeros(int(value_of.max()) + 1, np.int64)
+    for region in np.argsort(sizes[1:], kind="stable") + 1:  # ascending: the largest region of a value writes last
+        best[value_of[region]] = region
+    keep = np.zeros(len(sizes), bool)
+    keep[best[best > 0]] = True
+    return np.where(keep[regions], labels, 0).astype(labels.dtype)
+
+cv, *data = (Path(a) for a in sys.argv[1:])
+levels = LabelMap((1, 2, 3, 4, 5, 6, 7))
+rows = []
+for name, case in gather_cases(data).items():
+    predicted = saved_prediction(cv, "sau-net", name)
+    if not predicted:
+        continue
+    label = read_volume(case.label)
+    reference = levels.apply(label.array)
+    before = read_volume(predicted).array
+    for model, labels in ((BEFORE, before), (AFTER, largest_region_per_level(before))):
+        rows.append({"model": model, "case": name, "dataset": case.dataset,
+                     **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
+print(f"Command: `python {' '.join(sys.argv)}`\n")
+for dataset in dict.fromkeys(row["dataset"] for row in rows):
+    of_set = [row for row in rows if row["dataset"] == dataset]
+    changed = sum(a["dice"] != b["dice"] for a, b in zip(of_set[::2], of_set[1::2]))
+    print(f"### {dataset} ({changed} of {len(of_set) // 2} scans changed)\n\n"
+          f"{metrics_table(of_set, 'model', [BEFORE, AFTER], METRICS)}\n\n{paired_table(of_set, AFTER, BEFORE, METRICS)}\n")
