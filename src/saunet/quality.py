@@ -145,7 +145,7 @@ def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
             beyond = outside(value, low, high)
         if beyond:
             reasons.append(f"{name.replace('_', ' ')} {value:.2f} outside the trained range {low:.2f}-{high:.2f}")
-    if not any(k.replace("_", " ") in r for r in reasons for k in INTENSITY):
+    if not any(k.replace("_", " ") in r for r in reasons for k in INTENSITY):  # outside the union already says it
         reasons += unlike_every_set(statistics, profile.data_sets)
     return reasons
 
