@@ -133,7 +133,7 @@ def unlike_every_set(statistics: dict, data_sets: dict) -> list[str]:
 def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
     """Reasons the scan is unlike the training scans, one per statistic outside the trained range, and one when
     its intensities match no training data set (:func:`unlike_every_set`)."""
-    reasons = []
+    reasons, beyond_union = [], set()
     for name, (low, high) in profile.ranges.items():
         value = statistics.get(name, float("nan"))
         if not np.isfinite(value):
@@ -144,8 +144,9 @@ def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
         else:
             beyond = outside(value, low, high)
         if beyond:
+            beyond_union.add(name)
             reasons.append(f"{name.replace('_', ' ')} {value:.2f} outside the trained range {low:.2f}-{high:.2f}")
-    if not any(k.replace("_", " ") in r for r in reasons for k in INTENSITY):  # outside the union already says it
+    if not beyond_union & set(INTENSITY):  # outside the union already says it
         reasons += unlike_every_set(statistics, profile.data_sets)
     return reasons
 
