@@ -39,6 +39,13 @@ def test_decoding_is_the_argmax_of_background_and_classes():
     assert np.allclose(LabelMap((3, 5)).probabilities(logits).sum(0) < 1, True)
 
 
+@pytest.mark.parametrize("classes", [None, (1, 2, 3, 4, 5, 6, 7)])
+def test_foreground_from_logits_is_what_decoding_their_probabilities_gives(classes):
+    labels = LabelMap(classes)
+    logits = np.random.default_rng(1).normal(0, 2, (labels.network_channels, 4000)).astype(np.float32)
+    assert np.array_equal(labels.decoded_as_foreground(logits), labels.decode(labels.probabilities(logits)) > 0)
+
+
 def test_validation_dice_equals_evaluate_dice(tmp_path):
     """The Dice training validates with and the Dice `saunet evaluate` reports agree on the same prediction."""
     from tests.helpers import write_image

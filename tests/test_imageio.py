@@ -46,24 +46,29 @@ def test_resampled_grid_inverts_to_the_original_shape(lumbar):
 
 @pytest.mark.parametrize("layout", [Layout((0, 1, 2), (False, False, False)), Layout((1, 2, 0), (True, False, True))])
 def test_foreground_box_holds_every_voxel_decoded_as_foreground(layout):
-    """Maps inverted inside the box equal the whole inversion there, and outside it nothing decodes as foreground,
-    also where a class's probability comes close to 1/2 (sub-threshold maps are kept everywhere)."""
+    """Logits resampled inside the box equal the whole resampling there, and outside it nothing decodes as
+    foreground, also where background only just outscores the classes (the classes' probabilities together
+    above 1/2); where no pixel decodes as foreground there is no box."""
     rng = np.random.default_rng(3)
     pre = Preprocessor(PreprocessingSettings(in_plane_spacing=1.875))
+    labels = LabelMap((1, 2, 3))
     stored_shape = tuple(np.array((9, 61, 47))[np.argsort(layout.axes)])
     grid = pre.grid(stored_shape, (1.25, 1.25, 1.25), layout)
-    maps = rng.uniform(0, 0.16, (3, *grid.network_shape)).astype(np.float32)  # each class < 1/2 and their sum too
-    maps[:, 3:5, 10:14, 8:12] = rng.dirichlet(np.ones(4), (2, 4, 4))[..., :3].transpose(3, 0, 1, 2)
-    maps[1, 6, 20, 20] = 0.55
-    box = pre.foreground_box(maps, grid)
-    whole = pre.inverse(maps, grid)
+    logits = rng.normal(0, 0.15, (4, *grid.network_shape)).astype(np.float32)
+    logits[0] += 1.0  # background ahead by a little, so its probability is below 1/2 in many pixels
+    logits[1:, 3:5, 10:14, 8:12] += rng.uniform(1.0, 2.0, (3, 2, 4, 4))
+    logits[2, 6, 20, 20] = 3.0
+    assert (labels.probabilities(logits).sum(0) > 0.5).sum() > (labels.decoded_as_foreground(logits)).sum()
+    box = pre.foreground_box(labels.decoded_as_foreground(logits), grid)
+    whole = pre.inverse(logits, grid)
     stored_box = layout.stored_box(box, grid.native_shape)
-    assert np.allclose(pre.inverse(maps, grid, box), whole[(slice(None), *stored_box)], atol=1e-6)
+    assert np.allclose(pre.inverse(logits, grid, box), whole[(slice(None), *stored_box)], atol=1e-6)
     outside = np.ones(stored_shape, bool)
     outside[stored_box] = False
-    assert LabelMap((1, 2, 3)).decode(whole)[outside].max() == 0
-    assert LabelMap((1, 2, 3)).decode(whole)[stored_box].max() > 0
-    assert pre.foreground_box(maps * 0.3, grid) is None
+    decoded = labels.decode(labels.probabilities(whole))
+    assert decoded[outside].max() == 0 and decoded[stored_box].max() > 0
+    assert pre.foreground_box(labels.decoded_as_foreground(logits - 10 * (np.arange(4) > 0)[:, None, None, None]),
+                              grid) is None
 
 
 @pytest.mark.parametrize(("mode", "torch_mode", "size_in", "size_out"), [

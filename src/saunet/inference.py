@@ -1,8 +1,8 @@
 """Segmenting scans: checkpoint or ONNX model -> label map on the input's own grid.
 
 The chain: the scan's array in its canonical layout (:mod:`saunet.orientation`), on the network grid
-(:mod:`saunet.preprocessing`), logits in chunks of slices (:func:`predict_logits`), probabilities and classes
-on the input's grid (:class:`saunet.labels.LabelMap`), cleaned (:mod:`saunet.postprocessing`).
+(:mod:`saunet.preprocessing`), logits in chunks of slices (:func:`predict_logits`) resampled onto the input's
+grid, probabilities and classes there (:class:`saunet.labels.LabelMap`), cleaned (:mod:`saunet.postprocessing`).
 
 The ONNX path needs NumPy and ONNX Runtime only: PyTorch is imported for .pt checkpoints alone, which
 saves the 2-3 s its import costs each `saunet segment` process.
@@ -239,38 +239,46 @@ class Segmenter:
             volume: the scan, in any array layout its header describes.
             slice_axis: numpy axis of the slices, in-plane axes taken as stored (overrides the header).
             orientation: an orientation code such as 'RPS' for the file's axes (overrides the header).
-            whole_probabilities: resample the probabilities over the whole scan; by default only inside the box
-                that can hold foreground (0 outside it, where every class is below 1/2).
+            whole_probabilities: the probabilities over the whole scan; by default only inside the box that can
+                hold foreground (0 outside it, where background is the most probable class).
 
         Returns:
             :class:`Segmentation` with the data set's label values, before and after post-processing.
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
-        grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
-        intensities = self.preprocessor.normalised(volume.array)
-        image = self.preprocessor.image_like(intensities, grid)[None, None]
-        logits = predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0]
-        network_probabilities = self.label_map.probabilities(logits)
-        labels, raw, probabilities = self.decode(network_probabilities, grid, volume.spacing, volume.array.shape)
+        logits, grid, intensities = self.network_logits(volume, layout)
+        labels, raw, probabilities = self.decode(logits, grid, volume.spacing, volume.array.shape)
         if whole_probabilities:
-            probabilities = self.preprocessor.inverse(network_probabilities, grid)
+            probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout,
                             intensities)
 
-    def decode(self, network_probabilities: np.ndarray, grid: Grid, spacing: tuple[float, ...],
+    def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
+        """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned
+        too), and the scan's intensities normalised as the network saw them (on the scan's grid)."""
+        grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
+        intensities = self.preprocessor.normalised(volume.array)
+        image = self.preprocessor.image_like(intensities, grid)[None, None]
+        return predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0], grid, intensities
+
+    def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Post-processed classes, raw classes and probabilities (K, ...) on the input's grid (stored ``shape``)
-        from the network's probabilities (K, D, H', W').
+        from the network's logits (channels, D, H', W').
+
+        The logits are resampled, then turned into probabilities and classes, as nnU-Net v2 does: resampled
+        probabilities would put every boundary half-way between two network pixels where the network is sure of
+        both, resampled logits put it where the classes' scores cross (reports/levels/recipe/README.md).
 
         Most of a scan is background: resampling, decoding and post-processing only the box that can hold
         foreground gives the whole scan's classes (post-processing sees every component whole) at a fraction of
-        the cost. The probabilities are 0 outside that box.
+        the cost. The probabilities are 0 outside that box, where background is the most probable class.
         """
-        box = self.preprocessor.foreground_box(network_probabilities, grid)
+        box = self.preprocessor.foreground_box(self.label_map.decoded_as_foreground(logits), grid)
         if box is None:
-            return np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), np.zeros((len(network_probabilities), *shape),
+            return np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), np.zeros((self.label_map.out_channels, *shape),
                                                                                  np.float32)
-        probabilities = self.preprocessor.inverse(network_probabilities, grid, box)
+        probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid, box))
         raw = self.label_map.decode(probabilities)
         layout = grid.layout
         superior = (layout.axes[1], -1 if layout.flips[1] else 1)  # the stored axis that runs cranio-caudally

@@ -66,6 +66,14 @@ class LabelMap:
         return softmax(logits, 0)[1:].astype(np.float32, copy=False)
 
     @staticmethod
+    def decoded_as_foreground(logits: np.ndarray) -> np.ndarray:
+        """Network logits (channels, ...) -> bool (...): where :meth:`decode` of their probabilities gives a class,
+        found without the softmax (a class's logit above background's; the binary task's logit above 0)."""
+        if logits.shape[0] == 1:
+            return logits[0] > 0
+        return logits[1:].max(0) > logits[0]
+
+    @staticmethod
     def decode(probabilities: np.ndarray) -> np.ndarray:
         """Foreground probabilities (K, ...) -> classes 0..K (uint8): the most probable of background and the
         K classes, background being what the classes leave (1 - p for the binary task: p > 0.5)."""

@@ -159,17 +159,17 @@ class Preprocessor:
         native = apply_weights(maps[:, box[0], rows_in, columns_in], rows[:, rows_in], columns[:, columns_in])
         return np.ascontiguousarray(grid.layout.from_canonical(native))
 
-    def foreground_box(self, probabilities: np.ndarray, grid: Grid) -> tuple[slice, slice, slice] | None:
-        """The box of the native grid (canonical layout) outside which :meth:`inverse` of these foreground
-        probabilities (K, D, H', W') decodes to background everywhere; None when it does so inside too.
+    def foreground_box(self, foreground: np.ndarray, grid: Grid) -> tuple[slice, slice, slice] | None:
+        """The box of the native grid (canonical layout) outside which :meth:`inverse` of the network's logits
+        decodes to background everywhere, from where they decode as ``foreground`` on the network grid (D, H', W'
+        bool: :meth:`LabelMap.decoded_as_foreground`); None when nothing does.
 
-        Bilinear weights are convex, so a native voxel's foreground sum is a mean of network pixels' sums:
-        it reaches 1/2 (background no longer the most probable) only beside a pixel that does.
+        Bilinear weights are convex: a native voxel's logits are a mean of network pixels' logits, so a class
+        outscores background there only beside a pixel where one does.
         """
-        candidates = probabilities.sum(0) >= 0.5 - 1e-4
-        if not candidates.any():
+        if not foreground.any():
             return None
-        slices, rows, columns = (np.flatnonzero(candidates.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
+        slices, rows, columns = (np.flatnonzero(foreground.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
         row_weights, column_weights = inverse_weights(grid)
         return (slice(int(slices[0]), int(slices[-1]) + 1), support(row_weights, slice(rows[0], rows[-1] + 1)),
                 support(column_weights, slice(columns[0], columns[-1] + 1)))
