@@ -17,6 +17,7 @@ from saunet.inference import (
     forward_in_chunks,
     predict_logits,
 )
+from saunet.orientation import volume_layout
 from saunet.postprocessing import clean_mask
 
 
@@ -282,3 +283,16 @@ def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
                     segmenter.label_map, segmenter.training_profile).statistics
     assert np.isfinite(shared["body_contrast"])
     assert shared.keys() == afresh.keys() and all(np.isclose(shared[k], afresh[k], atol=1e-5) for k in shared)
+
+
+def test_segmenter_decodes_logits_resampled_onto_the_scan(lumbar):
+    """A boundary lies where the network's logits cross on the scan's grid, not half-way between two network
+    pixels: the raw labels are the largest of the resampled logits, which differ from resampled probabilities."""
+    segmenter = Segmenter()
+    volume = read_volume(sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0])
+    logits, grid, _ = segmenter.network_logits(volume, volume_layout(volume, segmenter.slice_axis))
+    classes = segmenter.label_map
+    from_logits = classes.values(segmenter.preprocessor.inverse(logits, grid).argmax(0).astype(np.uint8))
+    from_probabilities = classes.values(classes.decode(segmenter.preprocessor.inverse(classes.probabilities(logits), grid)))
+    assert np.array_equal(segmenter.segment(volume).raw_labels, from_logits)
+    assert (from_probabilities != from_logits).sum() > 1000  # 2849 of 77048 body voxels on this scan
