@@ -280,10 +280,8 @@ class Segmenter:
                                                                                  np.float32)
         probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid, box))
         raw = self.label_map.decode(probabilities)
-        layout = grid.layout
-        superior = (layout.axes[1], -1 if layout.flips[1] else 1)  # the stored axis that runs cranio-caudally
-        labels = postprocess(raw, spacing, self.postprocessing, probabilities, superior)
-        where = layout.stored_box(box, grid.native_shape)
+        labels = postprocess(raw, spacing, self.postprocessing, probabilities, grid.layout.superior)
+        where = grid.layout.stored_box(box, grid.native_shape)
         return placed(labels, where, shape), placed(raw, where, shape), placed(probabilities, where, shape)
 
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:

@@ -43,6 +43,11 @@ class Layout:
     flips: tuple[bool, bool, bool]
     obliquity: float = 0.0
 
+    @property
+    def superior(self) -> tuple[int, int]:
+        """The stored axis that runs cranio-caudally, and +1 or -1 for whether its index grows towards superior."""
+        return self.axes[1], -1 if self.flips[1] else 1
+
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """Stored (..., a0, a1, a2) -> canonical (..., slices, superior, posterior); leading axes untouched."""
         lead = array.ndim - 3

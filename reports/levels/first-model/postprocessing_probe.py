@@ -23,8 +23,6 @@ for folder in sys.argv[2:]:
     for case in list_cases(Path(folder)):
         image, label = read_case(case)
         result = segmenter.segment(image)
-        layout = result.layout
-        superior = (layout.axes[1], -1 if layout.flips[1] else 1)
         classes = segmenter.label_map.apply(result.raw_labels)
         rows["raw"].append(body_metrics(result.raw_labels, label.array))
         rows["assign_levels"].append(body_metrics(result.labels, label.array))

@@ -18,7 +18,7 @@ import numpy as np
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, case_metrics
-from saunet.experiments.reports import metrics_table, paired_table
+from saunet.experiments.reports import comparison_by_dataset
 from saunet.inference import Segmenter
 from saunet.labels import LabelMap
 from saunet.orientation import volume_layout
@@ -41,9 +41,8 @@ def decoded_both_ways(segmenter: Segmenter, image) -> dict[str, np.ndarray]:
     layout = volume_layout(image, segmenter.slice_axis)
     logits, grid, _ = segmenter.network_logits(image, layout)
     probabilities = segmenter.preprocessor.inverse(segmenter.label_map.probabilities(logits), grid)
-    superior = (layout.axes[1], -1 if layout.flips[1] else 1)
     return {rule: label_map.values(postprocess(label_map.decode(probabilities), image.spacing,
-                                               segmenter.postprocessing, probabilities, superior))
+                                               segmenter.postprocessing, probabilities, layout.superior))
             for rule, label_map in ((ARGMAX, LabelMap(segmenter.label_map.classes)),
                                     (SUMMED, SummedLevels(segmenter.label_map.classes)))}
 
@@ -63,8 +62,4 @@ for split in json.loads((cv / "splits.json").read_text())["folds"]:
         print(name, {k: round(v, 4) for k, v in rows[-1].items() if k in METRICS},
               {k: round(v, 4) for k, v in rows[-2].items() if k in METRICS}, file=sys.stderr, flush=True)
 print(f"Command: `python {' '.join(sys.argv)}`\n")
-for dataset in dict.fromkeys(row["dataset"] for row in rows):
-    of_set = [row for row in rows if row["dataset"] == dataset]
-    changed = sum(a["dice"] != b["dice"] for a, b in zip(of_set[::2], of_set[1::2]))
-    print(f"### {dataset} ({changed} of {len(of_set) // 2} scans changed)\n\n"
-          f"{metrics_table(of_set, 'model', [ARGMAX, SUMMED], METRICS)}\n\n{paired_table(of_set, SUMMED, ARGMAX, METRICS)}\n")
+print(comparison_by_dataset(rows, ARGMAX, SUMMED, METRICS))

@@ -14,7 +14,7 @@ import numpy as np
 
 from saunet.crossval import gather_cases, saved_prediction
 from saunet.evaluation import body_metrics, case_metrics
-from saunet.experiments.reports import metrics_table, paired_table
+from saunet.experiments.reports import comparison_by_dataset
 from saunet.imageio import read_volume
 from saunet.labels import LabelMap
 from saunet.postprocessing import level_regions
@@ -50,8 +50,4 @@ for name, case in gather_cases(data).items():
         rows.append({"model": model, "case": name, "dataset": case.dataset,
                      **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
 print(f"Command: `python {' '.join(sys.argv)}`\n")
-for dataset in dict.fromkeys(row["dataset"] for row in rows):
-    of_set = [row for row in rows if row["dataset"] == dataset]
-    changed = sum(a["dice"] != b["dice"] for a, b in zip(of_set[::2], of_set[1::2]))
-    print(f"### {dataset} ({changed} of {len(of_set) // 2} scans changed)\n\n"
-          f"{metrics_table(of_set, 'model', [BEFORE, AFTER], METRICS)}\n\n{paired_table(of_set, AFTER, BEFORE, METRICS)}\n")
+print(comparison_by_dataset(rows, BEFORE, AFTER, METRICS))

@@ -20,7 +20,7 @@ import numpy as np
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, case_metrics
-from saunet.experiments.reports import metrics_table, paired_table
+from saunet.experiments.reports import comparison_by_dataset
 from saunet.inference import Segmenter
 from saunet.orientation import volume_layout
 from saunet.postprocessing import postprocess
@@ -35,9 +35,8 @@ def decoded_both_ways(segmenter: Segmenter, image) -> dict[str, np.ndarray]:
     layout = volume_layout(image, segmenter.slice_axis)
     logits, grid, _ = segmenter.network_logits(image, layout)
     probabilities = segmenter.preprocessor.inverse(segmenter.label_map.probabilities(logits), grid)
-    superior = (layout.axes[1], -1 if layout.flips[1] else 1)
     maps = {PROBABILITIES: postprocess(segmenter.label_map.decode(probabilities), image.spacing,
-                                      segmenter.postprocessing, probabilities, superior),
+                                      segmenter.postprocessing, probabilities, layout.superior),
             LOGITS: segmenter.decode(logits, grid, image.spacing, image.array.shape)[0]}
     return {rule: segmenter.label_map.values(labels) for rule, labels in maps.items()}
 
@@ -55,9 +54,4 @@ for split in json.loads((cv / "splits.json").read_text())["folds"]:
                          **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
         print(name, *({k: round(row[k], 4) for k in METRICS} for row in rows[-2:]), file=sys.stderr, flush=True)
 print(f"Command: `python {' '.join(sys.argv)}`\n")
-for dataset in dict.fromkeys(row["dataset"] for row in rows):
-    of_set = [row for row in rows if row["dataset"] == dataset]
-    changed = sum(a["dice"] != b["dice"] for a, b in zip(of_set[::2], of_set[1::2]))
-    print(f"### {dataset} ({changed} of {len(of_set) // 2} scans changed)\n\n"
-          f"{metrics_table(of_set, 'model', [PROBABILITIES, LOGITS], METRICS)}\n\n"
-          f"{paired_table(of_set, LOGITS, PROBABILITIES, METRICS)}\n")
+print(comparison_by_dataset(rows, PROBABILITIES, LOGITS, METRICS))

@@ -65,6 +65,19 @@ def paired_table(rows: list[dict], first: str, second: str, metrics=("dice", "hd
     return markdown_table(["Metric", f"{first} − {second} per case", f"{first} better", "Wilcoxon p"], body)
 
 
+def comparison_by_dataset(rows: list[dict], before: str, after: str, metrics) -> str:
+    """Per data set: how many scans ``after`` changed (Dice), the metrics of both and ``after`` - ``before``
+    paired per case; ``rows`` hold each case's ``before`` and ``after`` rows one after the other."""
+    parts = []
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        of_set = [row for row in rows if row["dataset"] == dataset]
+        changed = sum(a["dice"] != b["dice"] for a, b in zip(of_set[::2], of_set[1::2]))
+        parts.append(f"### {dataset} ({changed} of {len(of_set) // 2} scans changed)\n\n"
+                     f"{metrics_table(of_set, 'model', [before, after], metrics)}\n\n"
+                     f"{paired_table(of_set, after, before, metrics)}\n")
+    return "\n".join(parts)
+
+
 def _pyplot():
     import matplotlib
 
