@@ -118,6 +118,33 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert {c["fold"] for c in json.loads((tmp_path / "report" / "cv.json").read_text(encoding="utf-8"))["cases"]} == {1}
 
 
+def test_cv_start_from_continues_each_fold_of_an_earlier_cv(phantom_data, tmp_path):
+    from saunet.checkpoints import Checkpoint
+
+    def cv(out, *extra):
+        return subprocess.run([sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2",
+                               "--models", "sau-net", "--out", str(out), "--width", "4,8,16", "--steps-per-epoch", "2",
+                               "--patch", "32", "--only-folds", "0", *extra], capture_output=True, text=True)
+
+    assert cv(tmp_path / "first", "--epochs", "1").returncode == 0
+    earlier = Checkpoint.load(tmp_path / "first" / "sau-net" / "fold_0" / "checkpoint_last.pt")
+    second = cv(tmp_path / "second", "--epochs", "2", "--start-from", str(tmp_path / "first"))
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "second" / "splits.json").read_text() == (tmp_path / "first" / "splits.json").read_text()
+    continued = Checkpoint.load(tmp_path / "second" / "sau-net" / "fold_0" / "checkpoint_last.pt")
+    assert continued.epoch == 2 and continued.history[0] == earlier.history[0] and len(continued.history) == 2
+    assert (tmp_path / "second" / "sau-net" / "fold_0" / "evaluation.json").exists()
+
+    other = tmp_path / "other"  # the same cases split otherwise
+    other.mkdir()
+    splits = json.loads((tmp_path / "first" / "splits.json").read_text())
+    splits["folds"] = splits["folds"][::-1]
+    (other / "splits.json").write_text(json.dumps(splits))
+    refused = cv(other, "--epochs", "2", "--start-from", str(tmp_path / "first"))
+    assert refused.returncode == 2 and "folds differ" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (other / "sau-net").exists()
+
+
 def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):
     import os
     import signal

@@ -104,7 +104,8 @@ def cmd_cv(args) -> None:
     _set_threads(args.threads)
     data = [Path(d) for d in args.data]
     result = run_cv(data, folds, models, Path(args.out), config, seed=args.seed,
-                    finished_only=args.finished_only, workers=args.workers, only_folds=args.only_folds)
+                    finished_only=args.finished_only, workers=args.workers, only_folds=args.only_folds,
+                    start_from=Path(args.start_from) if args.start_from else None)
     if not result.rows:
         raise InputError(args.out, "no finished fold to report on")
     report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), data)
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="K[,K...]", help="train and report only these folds of the splits (default: all)")
     p.add_argument("--workers", type=int, default=1,
                    help="folds trained at once in separate processes (default 1); on CPU 2 beats 1 by ~1.4x")
+    p.add_argument("--start-from", default=None, metavar="CV",
+                   help="an earlier CV folder on the same splits: each fold not yet begun continues from its last "
+                        "checkpoint there (epochs count on; best validation Dice reset)")
     _add_training_options(p)
     p.set_defaults(func=cmd_cv)
 

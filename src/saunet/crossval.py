@@ -142,7 +142,7 @@ def _train_fold(config: TrainConfig, train_cases: list, val_cases: list, run_dir
 
 def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Path, base: TrainConfig,
            seed: int = 0, progress: bool = True, finished_only: bool = False, workers: int = 1,
-           only_folds: list[int] | None = None) -> CVResult:
+           only_folds: list[int] | None = None, start_from: Path | None = None) -> CVResult:
     """Train and test every model on the same folds; finished folds are not trained again.
 
     Args:
@@ -159,17 +159,48 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
         workers: folds trained at once in separate processes, the CPU threads shared among them (on a small
             CPU two one-thread trainings outrun one two-thread training: reports/speed-ups.md).
         only_folds: train and test only these folds of the splits (one fold per machine, say); None: all.
+        start_from: an earlier CV folder on the same splits: each fold not yet begun starts from that folder's
+            last checkpoint of the same model and fold (:func:`start_folds_from`).
 
     Returns:
         :class:`CVResult` of the folds that have finished.
     """
     cases = gather_cases(data)
+    if start_from is not None and not finished_only and not (out / "splits.json").exists():
+        write_text((start_from / "splits.json").read_text(encoding="utf-8"), out / "splits.json")
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed, {n: c.dataset for n, c in cases.items()})
     configs = {model: replace(base, model=model) for model in models}
     chosen = [s for s in splits if only_folds is None or s["fold"] in only_folds]
     if not finished_only:
+        if start_from is not None:
+            start_folds_from(start_from, out, models, chosen)
         train_pending_folds(cases, chosen, configs, out, progress, workers)
     return replace(collect_results(cases, chosen, configs, out), fold_count=len(splits))
+
+
+def start_folds_from(earlier: Path, out: Path, models: list[str], splits: list[dict]) -> None:
+    """Start each fold of ``models`` that has no checkpoint in ``out`` from ``earlier``'s last checkpoint of the
+    same model and fold: weights, optimiser state, epoch count and history, so that training continues (at a
+    new spacing, patch or loss, say) where that run stopped; its best validation Dice is reset, as the
+    validation may now be scored otherwise. Both folders must hold the same splits."""
+    source_splits = earlier / "splits.json"
+    if not source_splits.exists():
+        raise InputError(earlier, "no splits.json: not a CV folder")
+    if json.loads(source_splits.read_text(encoding="utf-8"))["folds"] != json.loads(
+            (out / "splits.json").read_text(encoding="utf-8"))["folds"]:
+        raise InputError(out / "splits.json", f"its folds differ from those of {source_splits}")
+    for model in models:
+        for split in splits:
+            target = out / model / f"fold_{split['fold']}" / "checkpoint_last.pt"
+            if target.exists():
+                continue
+            source = earlier / model / f"fold_{split['fold']}" / "checkpoint_last.pt"
+            if not source.exists():
+                raise InputError(source, "missing: nothing to start this fold from")
+            record = Checkpoint.load(source)
+            record.best_dice = Checkpoint.best_dice
+            target.parent.mkdir(parents=True, exist_ok=True)
+            record.save(target)
 
 
 def gather_cases(data: Path | list[Path]) -> dict:
