@@ -143,6 +143,8 @@ def test_cv_start_from_continues_each_fold_of_an_earlier_cv(phantom_data, tmp_pa
     refused = cv(other, "--epochs", "2", "--start-from", str(tmp_path / "first"))
     assert refused.returncode == 2 and "folds differ" in refused.stderr and "Traceback" not in refused.stderr
     assert not (other / "sau-net").exists()
+    not_cv = cv(tmp_path / "third", "--epochs", "2", "--start-from", str(tmp_path / "nowhere"))
+    assert not_cv.returncode == 2 and "not a CV folder" in not_cv.stderr and "Traceback" not in not_cv.stderr
 
 
 def test_killing_cv_stops_its_fold_workers(phantom_data, tmp_path):

@@ -166,8 +166,8 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
         :class:`CVResult` of the folds that have finished.
     """
     cases = gather_cases(data)
-    if start_from is not None and not finished_only and not (out / "splits.json").exists():
-        write_text((start_from / "splits.json").read_text(encoding="utf-8"), out / "splits.json")
+    if start_from is not None and not finished_only:
+        adopt_splits(start_from, out, list(cases))
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed, {n: c.dataset for n, c in cases.items()})
     configs = {model: replace(base, model=model) for model in models}
     chosen = [s for s in splits if only_folds is None or s["fold"] in only_folds]
@@ -178,29 +178,34 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
     return replace(collect_results(cases, chosen, configs, out), fold_count=len(splits))
 
 
+def adopt_splits(earlier: Path, out: Path, case_names: list[str]) -> None:
+    """Make ``out`` use the CV folder ``earlier``'s splits: copied when ``out`` has none, refused when they differ."""
+    source, target = earlier / "splits.json", out / "splits.json"
+    if not source.exists():
+        raise InputError(earlier, "no splits.json: not a CV folder")
+    folds = load_or_make_splits(source, case_names, 0)
+    if not target.exists():
+        write_text(source.read_text(encoding="utf-8"), target)
+    elif load_or_make_splits(target, case_names, 0) != folds:
+        raise InputError(target, f"its folds differ from those of {source}")
+
+
 def start_folds_from(earlier: Path, out: Path, models: list[str], splits: list[dict]) -> None:
     """Start each fold of ``models`` that has no checkpoint in ``out`` from ``earlier``'s last checkpoint of the
-    same model and fold: weights, optimiser state, epoch count and history, so that training continues (at a
-    new spacing, patch or loss, say) where that run stopped; its best validation Dice is reset, as the
-    validation may now be scored otherwise. Both folders must hold the same splits."""
-    source_splits = earlier / "splits.json"
-    if not source_splits.exists():
-        raise InputError(earlier, "no splits.json: not a CV folder")
-    if json.loads(source_splits.read_text(encoding="utf-8"))["folds"] != json.loads(
-            (out / "splits.json").read_text(encoding="utf-8"))["folds"]:
-        raise InputError(out / "splits.json", f"its folds differ from those of {source_splits}")
-    for model in models:
-        for split in splits:
-            target = out / model / f"fold_{split['fold']}" / "checkpoint_last.pt"
-            if target.exists():
-                continue
-            source = earlier / model / f"fold_{split['fold']}" / "checkpoint_last.pt"
-            if not source.exists():
-                raise InputError(source, "missing: nothing to start this fold from")
-            record = Checkpoint.load(source)
-            record.best_dice = Checkpoint.best_dice
-            target.parent.mkdir(parents=True, exist_ok=True)
-            record.save(target)
+    same model and fold (both folders on the same splits: :func:`adopt_splits`): weights, optimiser state, epoch
+    count and history, so that training continues (at a new spacing, patch or loss, say) where that run stopped;
+    its best validation Dice is reset, as the validation may now be scored otherwise."""
+    starts = [(earlier / model / f"fold_{split['fold']}" / "checkpoint_last.pt",
+               out / model / f"fold_{split['fold']}" / "checkpoint_last.pt") for model in models for split in splits]
+    starts = [(source, target) for source, target in starts if not target.exists()]
+    missing = [source for source, _ in starts if not source.exists()]
+    if missing:
+        raise InputError(missing[0], "missing: nothing to start this fold from")
+    for source, target in starts:
+        record = Checkpoint.load(source)
+        record.best_dice = Checkpoint.best_dice
+        target.parent.mkdir(parents=True, exist_ok=True)
+        record.save(target)
 
 
 def gather_cases(data: Path | list[Path]) -> dict:
