@@ -35,6 +35,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="train the 2D models in the plain NCHW memory format (slower on CPU; same function)")
     g.add_argument("--soft-labels", action="store_true",
                    help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
+    g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
+                   help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
     g.add_argument("--spacing", type=float, default=None,
                    help=f"in-plane spacing of the network grid in mm; 0 keeps the native grid "
                         f"(default {DEFAULTS.in_plane_spacing})")
@@ -61,7 +63,7 @@ def _training_config(args, model: str) -> TrainConfig:
         model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
         seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
-        soft_labels=args.soft_labels,
+        soft_labels=args.soft_labels, thick_slices=args.thick_slices,
         in_plane_spacing=spacing,
         slice_axis=args.slice_axis,
         classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,

@@ -33,6 +33,9 @@ class TrainConfig:
     # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
     # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).
     soft_labels: bool = False
+    # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
+    # other centres are sliced thicker than the training scans.
+    thick_slices: float = 0.0
     in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
     slice_axis: int | None = None  # None: found from each image's orientation
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0

@@ -39,6 +39,7 @@ class PreparedCase:
     fractions: np.ndarray | None = None  # float32 (K, D, H, W): the share of each pixel classes 1..K cover
     known: np.ndarray | None = None  # (K,) bool: the classes its data set annotates (None: all)
     dataset: str = ""
+    slice_mm: float = 0.0  # slice spacing (0: unknown)
 
 
 def foreground_onehot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -77,7 +78,7 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
                      if config.soft_labels else None)
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
                                      component_count(labels), fractions, config.label_map.known(case.annotated),
-                                     case.dataset))
+                                     case.dataset, float(grid.layout.spacing(image.spacing)[0])))
     return prepared
 
 
@@ -91,10 +92,23 @@ def draw_case(cases: list[PreparedCase], rng: np.random.Generator) -> PreparedCa
     return cases[rng.integers(len(cases))]
 
 
+def thick_slice_factor(case: PreparedCase, slices: int, config: TrainConfig, rng: np.random.Generator) -> int:
+    """How many stored slices one sampled slice averages: 1 (the scan as stored), or, for a share
+    ``config.thick_slices`` of the stacks, as many as make a slice 3-5 mm thick (clinical scans of other centres),
+    at most as many as the scan holds for the stack."""
+    if not config.thick_slices or case.slice_mm <= 0 or rng.random() >= config.thick_slices:
+        return 1
+    wanted = max(2, round(rng.uniform(3.0, 5.0) / case.slice_mm))
+    return int(max(1, min(wanted, case.image.shape[0] // slices)))
+
+
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
     """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images, (B, K, S, P, P) float
     targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``) and (B, K) bool,
-    the classes each stack's data set annotates."""
+    the classes each stack's data set annotates.
+
+    A thick-slice stack (:func:`thick_slice_factor`, k stored slices per slice) averages each run of k slices,
+    as a thick slice integrates the tissue across it, and takes its target from the run's middle slice."""
     classes = config.label_map.out_channels
     images, targets, known = [], [], []
     for _ in range(config.stacks_per_step):
@@ -102,21 +116,24 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         known.append(case.known if case.known is not None else np.ones(classes, dtype=bool))
         d, h, w = case.image.shape
         s = min(config.slices_per_stack, d)
-        start = rng.integers(d - s + 1)
+        k = thick_slice_factor(case, s, config, rng)
+        start = rng.integers(d - s * k + 1)
+        middles = start + k // 2 + k * np.arange(s)
         # Prefer crops that hold foreground, as nnU-Net oversamples it.
-        fg = np.argwhere(case.label[start : start + s] > 0)
+        fg = np.argwhere(case.label[middles] > 0)
         if len(fg) and rng.random() < 0.67:
             cy, cx = fg[rng.integers(len(fg))][1:]
         else:
             cy, cx = rng.integers(h), rng.integers(w)
         y0 = int(np.clip(cy - config.patch // 2, 0, max(0, h - config.patch)))
         x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
-        window = (slice(start, start + s), slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
-        image = case.image[window]
+        in_plane = (slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
+        image = case.image[(slice(start, start + s * k), *in_plane)]
+        image = image.reshape(s, k, *image.shape[1:]).mean(1) if k > 1 else image
         if case.fractions is not None:
-            target = case.fractions[(slice(None), *window)]
+            target = case.fractions[(slice(None), middles, *in_plane)]
         else:
-            target = foreground_onehot(case.label[window], classes)
+            target = foreground_onehot(case.label[(middles, *in_plane)], classes)
         pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
         targets.append(np.pad(target, [(0, 0), *pad]))
@@ -133,17 +150,17 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
         angle, scale = math.radians(rng.uniform(-10, 10)), rng.uniform(0.9, 1.1)
         theta[i, :, :2] = [[math.cos(angle) / scale, -math.sin(angle) / scale],
                            [math.sin(angle) / scale, math.cos(angle) / scale]]
-    theta_t = torch.from_numpy(theta).repeat_interleave(s, dim=0)
+    theta_t = torch.from_numpy(theta).repeat_interleave(s, dim=0).to(images.device)
     grid = F.affine_grid(theta_t, (b * s, 1, p, p), align_corners=False)
     flat = lambda t: t.transpose(1, 2).reshape(b * s, t.shape[1], p, p).float()  # noqa: E731
     unflat = lambda t: t.reshape(b, s, t.shape[1], p, p).transpose(1, 2)  # noqa: E731
     images = unflat(F.grid_sample(flat(images), grid, mode="bilinear", padding_mode="border", align_corners=False))
     targets = unflat(F.grid_sample(flat(targets), grid, mode="bilinear" if soft else "nearest", align_corners=False))
-    mirror = torch.from_numpy(rng.random(b) < 0.5)
+    mirror = torch.from_numpy(rng.random(b) < 0.5).to(images.device)
     images[mirror] = images[mirror].flip(2)
     targets[mirror] = targets[mirror].flip(2)
-    gain = torch.from_numpy(rng.uniform(0.85, 1.15, (b, 1, 1, 1, 1)).astype(np.float32))
-    shift = torch.from_numpy(rng.uniform(-0.15, 0.15, (b, 1, 1, 1, 1)).astype(np.float32))
+    gain = torch.from_numpy(rng.uniform(0.85, 1.15, (b, 1, 1, 1, 1)).astype(np.float32)).to(images.device)
+    shift = torch.from_numpy(rng.uniform(-0.15, 0.15, (b, 1, 1, 1, 1)).astype(np.float32)).to(images.device)
     return images * gain + shift, targets
 
 
@@ -232,10 +249,9 @@ def training_form(model: torch.nn.Module, channels_last: bool = True) -> torch.n
 def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
                   config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
     """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
-    images, targets, known = sample_batch(cases, config, rng)
-    if config.augment:
+    images, targets, known = (t.to(device) for t in sample_batch(cases, config, rng))
+    if config.augment:  # on the device: a GPU resamples the batch faster than the CPU cores feeding it
         images, targets = augment(images, targets, rng, config.soft_labels)
-    images, targets, known = images.to(device), targets.to(device), known.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
     loss = segmentation_loss(logits.float(), targets, config.loss, known)
