@@ -46,6 +46,11 @@ class Grid:
     native_spacing: tuple[float, float, float]
     network_shape: tuple[int, int, int]
 
+    @property
+    def network_spacing(self) -> tuple[float, float, float]:
+        """mm between the network grid's samples, canonical order (slices as stored)."""
+        return tuple(s * n / m for s, n, m in zip(self.native_spacing, self.native_shape, self.network_shape))
+
 
 def normalise_intensities(slices: np.ndarray, clip_percentiles: tuple[float, float]) -> np.ndarray:
     """Clip to percentiles, then zero mean and unit variance over the volume."""

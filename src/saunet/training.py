@@ -40,6 +40,8 @@ class PreparedCase:
     known: np.ndarray | None = None  # (K,) bool: the classes its data set annotates (None: all)
     dataset: str = ""
     slice_mm: float = 0.0  # slice spacing (0: unknown)
+    # bool (D, H, W): where a level its data set does not annotate may lie (unannotated_region); None: nowhere
+    unannotated: np.ndarray | None = None
 
 
 def foreground_onehot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -51,6 +53,36 @@ def class_fractions(labels: np.ndarray, classes: int, grid, preprocessor: Prepro
     """(K, D, H', W') share of each network-grid pixel that classes 1..K of ``labels`` (classes 0..K on the
     native grid) cover, resampled as images are."""
     return np.stack([preprocessor.image_like(channel, grid) for channel in foreground_onehot(labels, classes)])
+
+
+LEVEL_PITCH_MM = 40.0  # more than a lumbar body and its disc: how far each unannotated level may reach
+REGION_MARGIN_MM = (15.0, 10.0, 25.0)  # beyond the annotated bodies: right-left, into them, antero-posterior
+
+
+def unannotated_region(label: np.ndarray, known: np.ndarray | None, slice_mm: float, pixel_mm: float) -> np.ndarray | None:
+    """Where the levels a data set leaves unannotated may lie, on a canonical (D, H, W) label grid (slices,
+    towards superior, towards posterior): next to its annotated bodies, above them for the levels above the
+    first annotated one (a water-fat scan's T12 and T11 above L1), below them for those after the last, one
+    ``LEVEL_PITCH_MM`` per level, within the bodies' right-left and antero-posterior extent and a margin. None
+    when every level is annotated. Elsewhere an unlabelled voxel is background for every level: without this,
+    the marginal loss lets a model call a set's whole background "T11" unpunished, and it learns to."""
+    if known is None or known.all():
+        return None
+    region = np.zeros(label.shape, bool)
+    bodies = np.argwhere(label > 0)
+    if not len(bodies):
+        return ~region
+    (s0, r0, c0), (s1, r1, c1) = bodies.min(0), bodies.max(0)
+    side, into, front = (int(np.ceil(m / mm)) for m, mm in zip(REGION_MARGIN_MM, (slice_mm or pixel_mm, pixel_mm, pixel_mm)))
+    annotated = np.flatnonzero(known)
+    above, below = int(annotated[0]), len(known) - 1 - int(annotated[-1])
+    reach = lambda levels: int(np.ceil(levels * LEVEL_PITCH_MM / pixel_mm))  # noqa: E731
+    columns = (slice(max(0, s0 - side), s1 + side + 1), slice(None), slice(max(0, c0 - front), c1 + front + 1))
+    if above:
+        region[columns[0], max(0, r1 - into):r1 + reach(above) + 1, columns[2]] = True
+    if below:
+        region[columns[0], max(0, r0 - reach(below)):r0 + into + 1, columns[2]] = True
+    return region
 
 
 def component_count(label: np.ndarray) -> int:
@@ -76,9 +108,11 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         labels = config.label_map.apply(label.array)
         fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
                      if config.soft_labels else None)
-        prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), preprocessor.label(labels, grid),
-                                     component_count(labels), fractions, config.label_map.known(case.annotated),
-                                     case.dataset, float(grid.layout.spacing(image.spacing)[0])))
+        label, known = preprocessor.label(labels, grid), config.label_map.known(case.annotated)
+        slice_mm = float(grid.layout.spacing(image.spacing)[0])
+        prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), label, component_count(labels),
+                                     fractions, known, case.dataset, slice_mm,
+                                     unannotated_region(label, known, slice_mm, grid.network_spacing[1])))
     return prepared
 
 
@@ -102,10 +136,19 @@ def thick_slice_factor(case: PreparedCase, slices: int, config: TrainConfig, rng
     return int(max(1, min(wanted, case.image.shape[0] // slices)))
 
 
+def known_voxels(case: PreparedCase, classes: int, window: tuple) -> np.ndarray:
+    """(K, *window shape) bool: where the case's labels say whether a voxel of ``window`` is class k."""
+    annotated = case.known if case.known is not None else np.ones(classes, dtype=bool)
+    shape = case.label[window].shape
+    known = np.broadcast_to(annotated.reshape(-1, *[1] * len(shape)), (classes, *shape))
+    return known | ~case.unannotated[window] if case.unannotated is not None else known
+
+
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
     """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images, (B, K, S, P, P) float
-    targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``) and (B, K) bool,
-    the classes each stack's data set annotates.
+    targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``) and (B, K, S, P, P)
+    bool, whether each voxel's label says whether it is class k: everywhere for the classes a stack's data set
+    annotates, and outside the case's ``unannotated`` region for the others.
 
     A thick-slice stack (:func:`thick_slice_factor`, k stored slices per slice) averages each run of k slices,
     as a thick slice integrates the tissue across it, and takes its target from the run's middle slice."""
@@ -113,7 +156,6 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
     images, targets, known = [], [], []
     for _ in range(config.stacks_per_step):
         case = draw_case(cases, rng)
-        known.append(case.known if case.known is not None else np.ones(classes, dtype=bool))
         d, h, w = case.image.shape
         s = min(config.slices_per_stack, d)
         k = thick_slice_factor(case, s, config, rng)
@@ -137,6 +179,7 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
         images.append(np.pad(image, pad, constant_values=float(case.image.min())))
         targets.append(np.pad(target, [(0, 0), *pad]))
+        known.append(np.pad(known_voxels(case, classes, (middles, *in_plane)), [(0, 0), *pad], constant_values=True))
     return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(known))
 
 
@@ -169,10 +212,11 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, kno
     (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce' and 'batch-dice-bce'
     (:func:`soft_dice`).
 
-    ``known`` (B, K) bool marks the classes each sample's data set annotates. Where some are not, a voxel left
-    unlabelled may be any of them: its cross-entropy is that of the merged class "background or an
-    unannotated class" (the marginal loss of partially labelled segmentation), and the Dice term averages
-    over annotated classes only. All known (or None) is the plain loss.
+    ``known`` (B, K) bool marks the classes each sample's data set annotates, or (B, K, ...) each voxel's
+    (:func:`sample_batch`). Where some are not, a voxel left unlabelled may be any of them: its cross-entropy is
+    that of the merged class "background or an unannotated class" (the marginal loss of partially labelled
+    segmentation), and the Dice term averages over the classes a sample's labels give everywhere. All known (or
+    None) is the plain loss.
     """
     partial = known is not None and logits.shape[1] > 1 and not bool(known.all())
     if logits.shape[1] == 1:
@@ -186,7 +230,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, kno
         loss = F.cross_entropy(logits, torch.cat([background, target], 1))
         probs = torch.softmax(logits, 1)[:, 1:]
     if kind in ("dice-bce", "batch-dice-bce"):
-        loss = loss + 1 - soft_dice(probs, target, known if partial else None, over_batch=kind == "batch-dice-bce")
+        per_sample = known.flatten(2).all(2) if partial and known.ndim > 2 else known
+        loss = loss + 1 - soft_dice(probs, target, per_sample if partial else None, over_batch=kind == "batch-dice-bce")
     return loss
 
 
@@ -212,10 +257,10 @@ def soft_dice(probs: torch.Tensor, target: torch.Tensor, known: torch.Tensor | N
 def marginal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Cross-entropy in which each sample's unlabelled share counts for background and its unannotated classes
     together: -sum_k t_k log p_k - t_0 log(p_0 + sum of p_u over unannotated u). (B, K+1, ...) logits,
-    (B, K, ...) targets, (B, K) bool."""
+    (B, K, ...) targets, (B, K) or (B, K, ...) bool."""
     log_probs = torch.log_softmax(logits, 1)
     merged_classes = torch.cat([torch.ones_like(known[:, :1]), ~known], 1)  # background and unannotated
-    shape = (*merged_classes.shape, *([1] * (logits.ndim - 2)))
+    shape = (*merged_classes.shape, *([1] * (logits.ndim - merged_classes.ndim)))
     merged = torch.logsumexp(log_probs.masked_fill(~merged_classes.view(shape), float("-inf")), 1)
     background = (1 - target.sum(1)).clamp(min=0)
     return -((target * log_probs[:, 1:]).sum(1) + background * merged).mean()

@@ -56,6 +56,8 @@ def main() -> None:
         arrays.update({f"{case.name}/image": image, f"{case.name}/label": case.label,
                        f"{case.name}/about": np.array([low, high, case.components, case.slice_mm]),
                        f"{case.name}/known": case.known, f"{case.name}/dataset": np.array(case.dataset)})
+        if case.unannotated is not None:
+            arrays[f"{case.name}/unannotated"] = case.unannotated
     args.out.mkdir(parents=True, exist_ok=True)
     packed = io.BytesIO()
     np.savez(packed, **arrays)

@@ -77,8 +77,9 @@ def load_cases(packed: Path) -> dict:
     for name in sorted({key.split("/")[0] for key in arrays.files}):
         low, high, components, slice_mm = arrays[f"{name}/about"]
         image = (arrays[f"{name}/image"].astype(np.float32) / 255 * (high - low) + low).astype(np.float32)
+        unannotated = arrays[f"{name}/unannotated"] if f"{name}/unannotated" in arrays.files else None
         cases[name] = PreparedCase(name, image, arrays[f"{name}/label"], int(components), None,
-                                   arrays[f"{name}/known"], str(arrays[f"{name}/dataset"]), float(slice_mm))
+                                   arrays[f"{name}/known"], str(arrays[f"{name}/dataset"]), float(slice_mm), unannotated)
     return cases
 
 
@@ -144,12 +145,12 @@ def worker(index: int, job: dict, timings, barrier, deadline: float) -> None:
         barrier.wait(timeout=max(10.0, deadline - time.time()) / 4)
     except threading.BrokenBarrierError:
         print(f"{name}: not every run timed its steps; going by the runs that did", flush=True)
-    slowest = max(timings[i] for i in job["same_recipe"]) * 1.1
+    slowest = max(timings[i] for i in job["same_recipe"])
     config = replace(config, epochs=max(1, int((deadline - time.time()) / slowest)))
     run = start_run(config, job["run_cases"], cases, out_dir)
     print(f"{name}: {slowest:.2f} s/epoch -> {config.epochs} epochs of {config.steps_per_epoch} steps", flush=True)
     for epoch in range(config.epochs):
-        if time.time() > deadline + 60:  # a run misjudged: stop unfinished rather than lose every run's files
+        if time.time() > deadline + 40:  # a run misjudged: stop unfinished rather than lose every run's files
             print(f"{name}: stopped after {epoch} epochs", flush=True)
             break
         started = time.time()
