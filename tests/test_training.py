@@ -273,3 +273,74 @@ def test_batch_dice_does_not_punish_a_class_for_missing_from_one_stack():
     assert soft_dice(probs, target, known, False).item() == pytest.approx(1.0)
     assert soft_dice(probs, target, known, True).item() == pytest.approx(1.0)
     assert segmentation_loss(torch.randn(2, 2, 1, 10, 10), target, "batch-dice-bce", known).item() > 0
+
+
+def test_thick_slice_stacks_average_runs_of_stored_slices():
+    """With every stack drawn thick, each sampled slice is the mean of k consecutive stored slices (3-5 mm of
+    1 mm slices), its target that of the run's middle slice; by default the stored slices are sampled as they are."""
+    from saunet.training import PreparedCase
+
+    slice_index = np.broadcast_to(np.arange(30, dtype=np.float32)[:, None, None], (30, 24, 24)).copy()
+    case = PreparedCase("c", slice_index, (slice_index % 2).astype(np.uint8), slice_mm=1.0)
+    thick = TrainConfig(stack=3, patch=24, batch_size=8, thick_slices=1.0)
+    images, targets, _ = sample_batch([case], thick, np.random.default_rng(0))
+    steps = set()
+    for stack, target in zip(images[:, 0, :, 0, 0].numpy(), targets[:, 0, :, 0, 0].numpy()):
+        step = stack[1] - stack[0]
+        steps.add(step)
+        assert 3 <= step <= 5 and np.allclose(np.diff(stack), step)  # runs of k slices, one after the other
+        first = stack[0] - (step - 1) / 2  # the mean of slices first .. first + k - 1
+        middles = first + step // 2 + step * np.arange(3)
+        assert np.array_equal(target, middles % 2)
+    assert len(steps) > 1
+    plain, _, _ = sample_batch([case], TrainConfig(stack=3, patch=24, batch_size=8), np.random.default_rng(0))
+    assert np.allclose(np.diff(plain[:, 0, :, 0, 0].numpy(), axis=1), 1)
+
+
+def levels_phantom(known: np.ndarray):
+    """A canonical (slices, towards superior, towards posterior) label of five bodies, levels 3-7 from the top,
+    each 10 pixels high, on a 2 mm grid: a water-fat scan's L1-L5 with T11 and T12 above unannotated."""
+    from saunet.training import PreparedCase
+
+    label = np.zeros((12, 120, 60), np.uint8)
+    for i, level in enumerate(range(3, 8)):
+        top = 100 - 14 * i
+        label[3:9, top - 10:top, 20:35] = level
+    image = label.astype(np.float32)
+    return PreparedCase("c", image, label, known=known, slice_mm=2.0)
+
+
+def test_unannotated_levels_may_lie_only_beside_the_annotated_bodies():
+    from saunet.training import unannotated_region
+
+    case = levels_phantom(np.array([False, False, True, True, True, True, True]))
+    region = unannotated_region(case.label, case.known, 2.0, 2.0)
+    rows = np.flatnonzero(region.any((0, 2)))
+    assert 90 <= rows.min() < 100 and rows.max() == 119  # from L1's top part up (two levels reach past the top)
+    assert not region[:, :, :5].any() and not region[:, :, 50:].any()  # beyond the bodies' front and back
+    assert region[5, 110, 27]  # right above L1
+    assert unannotated_region(case.label, np.ones(7, bool), 2.0, 2.0) is None
+    below = unannotated_region(case.label, np.array([True] * 6 + [False]), 2.0, 2.0)  # the last level unannotated
+    assert np.flatnonzero(below.any((0, 2))).max() < 50  # near the bottom body (rows 34-44)
+
+
+def test_partial_labels_teach_background_away_from_the_annotated_bodies():
+    """T11 predicted far from a water-fat scan's bodies costs loss; predicted where its T11 may lie, it costs
+    nothing (the merged class "background or T11 or T12" only grows more probable)."""
+    from saunet.training import unannotated_region
+
+    case = levels_phantom(np.array([False, False, True, True, True, True, True]))
+    case.unannotated = unannotated_region(case.label, case.known, 2.0, 2.0)
+    config = TrainConfig(stack=3, patch=120, batch_size=1, classes=(1, 2, 3, 4, 5, 6, 7))
+    _, targets, known = sample_batch([case], config, np.random.default_rng(0))
+    assert known.shape == targets.shape and known[0, 2:].all() and not known[0, 0].all() and known[0, 0].any()
+    background = torch.full((1, 8, *targets.shape[2:]), -5.0)
+    background[:, 0] = 5.0
+    background[:, 1:][targets.bool()] = 10.0  # the labelled bodies right
+    t11_where_possible, t11_everywhere = background.clone(), background.clone()
+    unlabelled = targets.sum(1) == 0
+    t11_where_possible[:, 1][unlabelled & ~known[:, 0]] = 10.0
+    t11_everywhere[:, 1][unlabelled] = 10.0
+    loss = lambda logits: segmentation_loss(logits, targets, "batch-dice-bce", known).item()  # noqa: E731
+    assert loss(t11_where_possible) <= loss(background)
+    assert loss(t11_everywhere) > loss(background) + 1
