@@ -127,6 +127,13 @@ def test_cv_refuses_bad_fold_counts(tmp_path, folds):
     assert not (tmp_path / "cv").exists()
 
 
+@pytest.mark.parametrize("share", ["1.5", "-0.1"])
+def test_train_refuses_a_thick_slice_share_outside_0_to_1(tmp_path, share):
+    result = run("train", "--data", tmp_path, "--thick-slices", share, "--out", tmp_path / "run")
+    assert_clean_failure(result, "--thick-slices", ["share"])
+    assert not (tmp_path / "run").exists()
+
+
 def test_cv_refuses_unreadable_splits(tmp_path):
     data = tmp_path / "data"
     for i in range(3):

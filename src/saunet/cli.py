@@ -57,6 +57,8 @@ def _set_threads(threads: int) -> None:
 
 
 def _training_config(args, model: str) -> TrainConfig:
+    if not 0 <= args.thick_slices <= 1:
+        raise InputError("--thick-slices", f"{args.thick_slices} is not a share of slice stacks from 0 to 1")
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
     return TrainConfig(
