@@ -144,43 +144,54 @@ def known_voxels(case: PreparedCase, classes: int, window: tuple) -> np.ndarray:
     return known | ~case.unannotated[window] if case.unannotated is not None else known
 
 
+def sample_window(case: PreparedCase, config: TrainConfig, rng: np.random.Generator) -> tuple[int, int, np.ndarray, tuple]:
+    """Where one stack is taken from ``case``: its first stored slice, the stored slices per sampled slice
+    (:func:`thick_slice_factor`), the sampled slices' middle stored slices, and the in-plane crop."""
+    d, h, w = case.image.shape
+    s = min(config.slices_per_stack, d)
+    k = thick_slice_factor(case, s, config, rng)
+    start = rng.integers(d - s * k + 1)
+    middles = start + k // 2 + k * np.arange(s)
+    # Prefer crops that hold foreground, as nnU-Net oversamples it.
+    fg = np.argwhere(case.label[middles] > 0)
+    if len(fg) and rng.random() < 0.67:
+        cy, cx = fg[rng.integers(len(fg))][1:]
+    else:
+        cy, cx = rng.integers(h), rng.integers(w)
+    y0 = int(np.clip(cy - config.patch // 2, 0, max(0, h - config.patch)))
+    x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
+    return int(start), k, middles, (slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
+
+
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
     """Random stacks of consecutive slices with in-plane crops: (B, 1, S, P, P) images, (B, K, S, P, P) float
     targets for classes 1..K (one-hot labels, or the cases' fractions with ``soft_labels``) and (B, K, S, P, P)
     bool, whether each voxel's label says whether it is class k: everywhere for the classes a stack's data set
-    annotates, and outside the case's ``unannotated`` region for the others.
+    annotates, and outside the case's ``unannotated`` region for the others. A stack shorter or smaller than the
+    batch's is padded at its end: image with the case's minimum, targets 0, known.
 
     A thick-slice stack (:func:`thick_slice_factor`, k stored slices per slice) averages each run of k slices,
     as a thick slice integrates the tissue across it, and takes its target from the run's middle slice."""
-    classes = config.label_map.out_channels
-    images, targets, known = [], [], []
-    for _ in range(config.stacks_per_step):
+    classes, shape = config.label_map.out_channels, (config.slices_per_stack, config.patch, config.patch)
+    images = np.empty((config.stacks_per_step, 1, *shape), np.float32)
+    targets = np.zeros((config.stacks_per_step, classes, *shape), np.float32)
+    known = np.ones((config.stacks_per_step, classes, *shape), bool)
+    for i in range(config.stacks_per_step):  # filled in place: a GPU step waits on this loop (gpu/README.md)
         case = draw_case(cases, rng)
-        d, h, w = case.image.shape
-        s = min(config.slices_per_stack, d)
-        k = thick_slice_factor(case, s, config, rng)
-        start = rng.integers(d - s * k + 1)
-        middles = start + k // 2 + k * np.arange(s)
-        # Prefer crops that hold foreground, as nnU-Net oversamples it.
-        fg = np.argwhere(case.label[middles] > 0)
-        if len(fg) and rng.random() < 0.67:
-            cy, cx = fg[rng.integers(len(fg))][1:]
-        else:
-            cy, cx = rng.integers(h), rng.integers(w)
-        y0 = int(np.clip(cy - config.patch // 2, 0, max(0, h - config.patch)))
-        x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
-        in_plane = (slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
-        image = case.image[(slice(start, start + s * k), *in_plane)]
-        image = image.reshape(s, k, *image.shape[1:]).mean(1) if k > 1 else image
+        start, k, middles, in_plane = sample_window(case, config, rng)
+        image = case.image[(slice(start, start + len(middles) * k), *in_plane)]
+        image = image.reshape(len(middles), k, *image.shape[1:]).mean(1) if k > 1 else image
+        filled = (slice(None), *(slice(0, n) for n in image.shape))
+        images[i] = float(case.image.min())
+        images[i][filled] = image
         if case.fractions is not None:
-            target = case.fractions[(slice(None), middles, *in_plane)]
+            targets[i][filled] = case.fractions[(slice(None), middles, *in_plane)]
         else:
-            target = foreground_onehot(case.label[(middles, *in_plane)], classes)
-        pad = [(0, config.slices_per_stack - s), (0, config.patch - image.shape[1]), (0, config.patch - image.shape[2])]
-        images.append(np.pad(image, pad, constant_values=float(case.image.min())))
-        targets.append(np.pad(target, [(0, 0), *pad]))
-        known.append(np.pad(known_voxels(case, classes, (middles, *in_plane)), [(0, 0), *pad], constant_values=True))
-    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(known))
+            label = case.label[(middles, *in_plane)]
+            for c in range(classes):
+                targets[i, c][filled[1:]] = label == c + 1
+        known[i][filled] = known_voxels(case, classes, (middles, *in_plane))
+    return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(known)
 
 
 def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False):
