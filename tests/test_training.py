@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -252,6 +253,10 @@ def test_two_data_sets_with_partial_labels_train(tmp_path):
                          batch_size=2, classes=(1, 2, 3), loss="dice-bce")
     prepared = prepare_cases(cases, config, progress=False)
     assert [c.known.tolist() for c in prepared] == [[True] * 3] * 2 + [[False, True, True]] * 2
+    regions = [c.unannotated for c in prepared]
+    assert regions[0] is None and regions[1] is None and all(0 < r.mean() < 1 for r in regions[2:])
+    anywhere = prepare_cases(cases, replace(config, unannotated_anywhere=True), progress=False)
+    assert all(c.unannotated is None for c in anywhere)  # the earlier recipe: unannotated throughout the scan
     drawn = {draw_case(prepared, np.random.default_rng(s)).dataset for s in range(20)}
     assert drawn == {"full", "partial"}
     train(config, cases[:1] + cases[2:], cases[1:2], tmp_path / "run", progress=False)

@@ -37,6 +37,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
     g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
                    help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
+    g.add_argument("--unannotated-anywhere", action="store_true",
+                   help="let a level a data set leaves unannotated be any unlabelled voxel of its scans, not only one "
+                        "beside the annotated bodies (the recipe of the shipped weights)")
     g.add_argument("--spacing", type=float, default=None,
                    help=f"in-plane spacing of the network grid in mm; 0 keeps the native grid "
                         f"(default {DEFAULTS.in_plane_spacing})")
@@ -65,7 +68,7 @@ def _training_config(args, model: str) -> TrainConfig:
         model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
         seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
-        soft_labels=args.soft_labels, thick_slices=args.thick_slices,
+        soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
         in_plane_spacing=spacing,
         slice_axis=args.slice_axis,
         classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,

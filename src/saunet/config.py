@@ -36,6 +36,10 @@ class TrainConfig:
     # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
     # other centres are sliced thicker than the training scans.
     thick_slices: float = 0.0
+    # Partial labels as before session 14: a level a data set leaves unannotated may be any unlabelled voxel of its
+    # scans, not only one beside the annotated bodies (saunet.training.unannotated_region); the shipped weights'
+    # recipe, which longer training turns into calling a water-fat scan's background T11.
+    unannotated_anywhere: bool = False
     in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
     slice_axis: int | None = None  # None: found from each image's orientation
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0

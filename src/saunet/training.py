@@ -40,7 +40,7 @@ class PreparedCase:
     known: np.ndarray | None = None  # (K,) bool: the classes its data set annotates (None: all)
     dataset: str = ""
     slice_mm: float = 0.0  # slice spacing (0: unknown)
-    # bool (D, H, W): where a level its data set does not annotate may lie (unannotated_region); None: nowhere
+    # bool (D, H, W): where a level its data set does not annotate may lie (unannotated_region); None: anywhere
     unannotated: np.ndarray | None = None
 
 
@@ -112,6 +112,7 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         slice_mm = float(grid.layout.spacing(image.spacing)[0])
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), label, component_count(labels),
                                      fractions, known, case.dataset, slice_mm,
+                                     None if config.unannotated_anywhere else
                                      unannotated_region(label, known, slice_mm, grid.network_spacing[1])))
     return prepared
 
