@@ -126,6 +126,8 @@ def timed_setup(index: int, job: dict, timings, deadline: float):
     torch.backends.cudnn.benchmark = True
     cases = load_cases(Path(job["packed"]))
     config = TrainConfig(**{**SHIPPED_RECIPE, "classes": tuple(job["classes"]), **job["fields"]})
+    if config.unannotated_anywhere:  # as prepare_cases: no region
+        cases = {name: replace(case, unannotated=None) for name, case in cases.items()}
     out_dir = Path(job["work"]) / job["recipe"] / job["run"]
     timings[index] = seconds_per_epoch(start_run(config, job["run_cases"], cases, out_dir))
     return config, cases, out_dir
