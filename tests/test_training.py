@@ -349,3 +349,19 @@ def test_partial_labels_teach_background_away_from_the_annotated_bodies():
     loss = lambda logits: segmentation_loss(logits, targets, "batch-dice-bce", known).item()  # noqa: E731
     assert loss(t11_where_possible) <= loss(background)
     assert loss(t11_everywhere) > loss(background) + 1
+
+
+def test_the_known_map_moves_with_the_targets_under_augmentation():
+    """Where a level may be unannotated is rotated, scaled and mirrored with the stack; what the resampling
+    brings in from outside the stack is known (background)."""
+    rng = np.random.default_rng(3)
+    targets = torch.zeros(6, 2, 3, 40, 40)
+    targets[:, 1, :, 5:20, 8:30] = 1
+    targets[:, 1, 0, 20:25, 8:12] = 1  # not symmetric across slices: a mirror shows
+    known = torch.ones_like(targets, dtype=torch.bool)
+    known[:, 0] = targets[:, 1] == 0  # class 1 unannotated exactly where class 2 is drawn
+    images = torch.randn(6, 1, 3, 40, 40)
+    _, moved, moved_known = augment(images, targets, rng, known=known)
+    assert torch.equal(~moved_known[:, 0], moved[:, 1].bool())
+    assert moved_known[:, 1].all()
+    assert (moved[:, 1] != targets[:, 1]).any()  # the augmentation did move the targets

@@ -195,10 +195,13 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
     return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(known)
 
 
-def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False):
+def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False,
+            known: torch.Tensor | None = None):
     """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P, P) targets: in-plane
     rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack; left-right mirror (slice
-    order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1)."""
+    order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
+    A (B, K, S, P, P) ``known`` map (:func:`sample_batch`) moves with the targets (nearest; known where the
+    stack is resampled from outside itself) and comes back as a third value."""
     b, _, s, p, _ = images.shape
     theta = np.zeros((b, 2, 3), dtype=np.float32)
     for i in range(b):
@@ -211,12 +214,17 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
     unflat = lambda t: t.reshape(b, s, t.shape[1], p, p).transpose(1, 2)  # noqa: E731
     images = unflat(F.grid_sample(flat(images), grid, mode="bilinear", padding_mode="border", align_corners=False))
     targets = unflat(F.grid_sample(flat(targets), grid, mode="bilinear" if soft else "nearest", align_corners=False))
+    if known is not None:
+        known = ~(unflat(F.grid_sample(flat(~known), grid, mode="nearest", align_corners=False)) > 0.5)
     mirror = torch.from_numpy(rng.random(b) < 0.5).to(images.device)
     images[mirror] = images[mirror].flip(2)
     targets[mirror] = targets[mirror].flip(2)
+    if known is not None:
+        known[mirror] = known[mirror].flip(2)
     gain = torch.from_numpy(rng.uniform(0.85, 1.15, (b, 1, 1, 1, 1)).astype(np.float32)).to(images.device)
     shift = torch.from_numpy(rng.uniform(-0.15, 0.15, (b, 1, 1, 1, 1)).astype(np.float32)).to(images.device)
-    return images * gain + shift, targets
+    augmented = images * gain + shift, targets
+    return augmented if known is None else (*augmented, known)
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, known: torch.Tensor | None = None) -> torch.Tensor:
@@ -308,7 +316,7 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases:
     """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
     images, targets, known = (t.to(device) for t in sample_batch(cases, config, rng))
     if config.augment:  # on the device: a GPU resamples the batch faster than the CPU cores feeding it
-        images, targets = augment(images, targets, rng, config.soft_labels)
+        images, targets, known = augment(images, targets, rng, config.soft_labels, known)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
     loss = segmentation_loss(logits.float(), targets, config.loss, known)
