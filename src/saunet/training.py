@@ -109,7 +109,7 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
                      if config.soft_labels else None)
         label, known = preprocessor.label(labels, grid), config.label_map.known(case.annotated)
-        slice_mm = float(grid.layout.spacing(image.spacing)[0])
+        slice_mm = float(grid.native_spacing[0])
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), label, component_count(labels),
                                      fractions, known, case.dataset, slice_mm,
                                      None if config.unannotated_anywhere else
@@ -137,10 +137,9 @@ def thick_slice_factor(case: PreparedCase, slices: int, config: TrainConfig, rng
     return int(max(1, min(wanted, case.image.shape[0] // slices)))
 
 
-def known_voxels(case: PreparedCase, classes: int, window: tuple) -> np.ndarray:
-    """(K, *window shape) bool: where the case's labels say whether a voxel of ``window`` is class k."""
+def known_voxels(case: PreparedCase, classes: int, window: tuple, shape: tuple[int, ...]) -> np.ndarray:
+    """(K, *shape) bool: where the case's labels say whether a voxel of ``window`` (of that shape) is class k."""
     annotated = case.known if case.known is not None else np.ones(classes, dtype=bool)
-    shape = case.label[window].shape
     known = np.broadcast_to(annotated.reshape(-1, *[1] * len(shape)), (classes, *shape))
     return known | ~case.unannotated[window] if case.unannotated is not None else known
 
@@ -188,10 +187,8 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         if case.fractions is not None:
             targets[i][filled] = case.fractions[(slice(None), middles, *in_plane)]
         else:
-            label = case.label[(middles, *in_plane)]
-            for c in range(classes):
-                targets[i, c][filled[1:]] = label == c + 1
-        known[i][filled] = known_voxels(case, classes, (middles, *in_plane))
+            targets[i][filled] = foreground_onehot(case.label[(middles, *in_plane)], classes)
+        known[i][filled] = known_voxels(case, classes, (middles, *in_plane), image.shape)
     return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(known)
 
 
@@ -250,8 +247,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, kno
         loss = F.cross_entropy(logits, torch.cat([background, target], 1))
         probs = torch.softmax(logits, 1)[:, 1:]
     if kind in ("dice-bce", "batch-dice-bce"):
-        per_sample = known.flatten(2).all(2) if partial and known.ndim > 2 else known
-        loss = loss + 1 - soft_dice(probs, target, per_sample if partial else None, over_batch=kind == "batch-dice-bce")
+        scored = (known.flatten(2).all(2) if known.ndim > 2 else known) if partial else None  # (B, K)
+        loss = loss + 1 - soft_dice(probs, target, scored, over_batch=kind == "batch-dice-bce")
     return loss
 
 
