@@ -144,3 +144,9 @@ def test_cv_refuses_unreadable_splits(tmp_path):
         splits.write_text(content, encoding="utf-8")
         result = run("cv", "--data", data, "--folds", 2, "--out", tmp_path / "cv", "--epochs", 1)
         assert_clean_failure(result, splits, ["splits"])
+
+
+def test_cv_refuses_a_negative_number_of_loader_workers(tmp_path):
+    result = run("cv", "--data", tmp_path, "--loader-workers", "-1", "--out", tmp_path / "cv")
+    assert_clean_failure(result, "--loader-workers", ["processes"])
+    assert not (tmp_path / "cv").exists()

@@ -11,7 +11,7 @@ import torch
 
 from saunet.checkpoints import Checkpoint
 from saunet.datasets import list_cases
-from saunet.training import TrainConfig, augment, sample_batch, segmentation_loss, train
+from saunet.training import TrainConfig, augment, sample_batch, segmentation_loss, train, training_batches
 
 TRAIN = ["train", "--model", "sau-net", "--width", "4,8,16", "--patch", "32", "--steps-per-epoch", "4",
          "--lr", "0.01", "--loss", "dice-bce"]
@@ -37,6 +37,31 @@ def test_sampled_stacks_hold_consecutive_slices():
         assert np.array_equal(label[:, 0, 0], (stack[:, 0, 0] > 3).astype(np.uint8))  # labels follow
     aug_images, aug_labels = augment(images, labels, np.random.default_rng(1))
     assert aug_images.shape == images.shape and set(np.unique(aug_labels.numpy())) <= {0, 1}
+
+
+def noise_case():
+    from saunet.training import PreparedCase
+
+    image = np.random.default_rng(0).random((9, 40, 40), dtype=np.float32)
+    return PreparedCase("c", image, (image > 0.5).astype(np.uint8))
+
+
+def test_batches_drawn_in_the_training_process_are_sample_batch_draws_from_its_generator():
+    config = TrainConfig(stack=3, patch=32, batch_size=2)
+    drawn, rng = training_batches([noise_case()], config, np.random.default_rng(5), [0, 0, 0]), np.random.default_rng(5)
+    for _ in range(3):
+        assert all(torch.equal(a, b) for a, b in zip(next(drawn), sample_batch([noise_case()], config, rng)))
+
+
+def test_loader_workers_draw_reproducible_batches_each_from_its_own_generator():
+    config = TrainConfig(stack=3, patch=32, batch_size=2, loader_workers=2)
+    first, second = ([next(batches) for _ in range(4)]
+                     for batches in (training_batches([noise_case()], config, None, [0, 3, 0]) for _ in range(2)))
+    assert all(torch.equal(a, b) for one, two in zip(first, second) for a, b in zip(one, two))
+    own = sample_batch([noise_case()], config, np.random.default_rng([0, 3, 0, 0]))  # worker 0's first batch
+    assert all(torch.equal(a, b) for a, b in zip(first[0], own))
+    assert not torch.equal(first[0][0], first[1][0])  # worker 1 draws other stacks
+    assert [t.shape for t in first[1]] == [t.shape for t in own]
 
 
 def test_losses_fall_for_a_perfect_prediction():
@@ -102,9 +127,11 @@ def test_soft_labels_train_and_are_recorded(phantom_data, tmp_path, classes):
     assert Checkpoint.load(tmp_path / "checkpoint_last.pt").config["soft_labels"] is True
 
 
-def test_same_seed_same_run(phantom_data, tmp_path):
+@pytest.mark.parametrize("loader_workers", [0, 2])
+def test_same_seed_same_run(phantom_data, tmp_path, loader_workers):
     cases = list_cases(phantom_data)
-    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32,
+                         loader_workers=loader_workers)
     for run in ("a", "b"):
         train(config, cases[:4], cases[4:5], tmp_path / run, progress=False)
     a = Checkpoint.load(tmp_path / "a" / "checkpoint_last.pt").state_dict

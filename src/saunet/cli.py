@@ -40,6 +40,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unannotated-anywhere", action="store_true",
                    help="let a level a data set leaves unannotated be any unlabelled voxel of its scans, not only one "
                         "beside the annotated bodies (the recipe of the shipped weights)")
+    g.add_argument("--loader-workers", type=int, default=DEFAULTS.loader_workers, metavar="N",
+                   help="processes drawing the training batches ahead of the steps (default %(default)s: drawn in the "
+                        "training process); for a GPU, whose steps wait on the sampling")
     g.add_argument("--spacing", type=float, default=None,
                    help=f"in-plane spacing of the network grid in mm; 0 keeps the native grid "
                         f"(default {DEFAULTS.in_plane_spacing})")
@@ -62,6 +65,8 @@ def _set_threads(threads: int) -> None:
 def _training_config(args, model: str) -> TrainConfig:
     if not 0 <= args.thick_slices <= 1:
         raise InputError("--thick-slices", f"{args.thick_slices} is not a share of slice stacks from 0 to 1")
+    if args.loader_workers < 0:
+        raise InputError("--loader-workers", f"{args.loader_workers} is not a number of processes (0 or more)")
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
     return TrainConfig(
@@ -69,7 +74,7 @@ def _training_config(args, model: str) -> TrainConfig:
         batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
         seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
         soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
-        in_plane_spacing=spacing,
+        loader_workers=args.loader_workers, in_plane_spacing=spacing,
         slice_axis=args.slice_axis,
         classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
     )

@@ -40,6 +40,9 @@ class TrainConfig:
     # scans, not only one beside the annotated bodies (saunet.training.unannotated_region); the shipped weights'
     # recipe, which longer training turns into calling a water-fat scan's background T11.
     unannotated_anywhere: bool = False
+    # Processes drawing the training batches (saunet.training.training_batches); 0 draws them in the training
+    # process. On a GPU the sampling, not the model, bounds a step (reports/levels/gpu/README.md).
+    loader_workers: int = 0
     in_plane_spacing: float | None = PreprocessingSettings.in_plane_spacing
     slice_axis: int | None = None  # None: found from each image's orientation
     classes: tuple[int, ...] | None = None  # None: binary, any label > 0

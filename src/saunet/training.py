@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -192,6 +193,32 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
     return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(known)
 
 
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless :func:`sample_batch` batches for a DataLoader's worker processes, each worker drawing from its own
+    generator seeded by ``seed_words`` and its worker number."""
+
+    def __init__(self, cases: list[PreparedCase], config: TrainConfig, seed_words: list[int]):
+        self.cases, self.config, self.seed_words = cases, config, seed_words
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed_words, worker.id if worker else 0])
+        while True:
+            yield sample_batch(self.cases, self.config, rng)
+
+
+def training_batches(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator,
+                     seed_words: list[int], pin_memory: bool = False):
+    """The endless batches of one epoch. Without ``config.loader_workers``, drawn here from ``rng`` as each step
+    needs one (the stream shares ``rng`` with the augmentation, as it always has); with them, drawn ahead by that
+    many processes (reproducible for a given number of workers: the loader takes their batches in turn)."""
+    if not config.loader_workers:
+        return (sample_batch(cases, config, rng) for _ in itertools.count())
+    loader = torch.utils.data.DataLoader(BatchStream(cases, config, seed_words), batch_size=None,
+                                         num_workers=config.loader_workers, pin_memory=pin_memory, prefetch_factor=4)
+    return iter(loader)
+
+
 def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False,
             known: torch.Tensor | None = None):
     """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P, P) targets: in-plane
@@ -308,10 +335,10 @@ def training_form(model: torch.nn.Module, channels_last: bool = True) -> torch.n
     return model
 
 
-def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cases: list[PreparedCase],
+def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...],
                   config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
-    """One optimiser step on a freshly sampled (and augmented) batch; returns the loss."""
-    images, targets, known = (t.to(device) for t in sample_batch(cases, config, rng))
+    """One optimiser step on a freshly sampled batch (:func:`sample_batch`), augmented here; returns the loss."""
+    images, targets, known = (t.to(device, non_blocking=True) for t in batch)
     if config.augment:  # on the device: a GPU resamples the batch faster than the CPU cores feeding it
         images, targets, known = augment(images, targets, rng, config.soft_labels, known)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -400,8 +427,9 @@ def train_epoch(run: TrainingRun, epoch: int) -> list[float]:
     losses = []
     bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                disable=None if run.progress and run.rank == 0 else True, leave=False)
-    for _ in bar:
-        losses.append(training_step(run.net, run.optimizer, run.train_data, config, rng, run.device))
+    batches = training_batches(run.train_data, config, rng, [config.seed, epoch, run.rank], run.device.type == "cuda")
+    for _, batch in zip(bar, batches):
+        losses.append(training_step(run.net, run.optimizer, batch, config, rng, run.device))
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
     return losses
 

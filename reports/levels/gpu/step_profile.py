@@ -1,7 +1,8 @@
 """Where a training step's time goes on one machine: sampling the batch (CPU), augmenting it (on the device) and
-the model's forward, backward and Adam step (on the device), each timed alone over the same batches.
+the model's forward, backward and Adam step (on the device), each timed alone over the same batches; then whole
+steps with the batches drawn in the training process and, with ``--loader-workers N``, drawn ahead by N processes.
 
-    PYTHONPATH=src python3 reports/levels/gpu/step_profile.py --packed .gpu --steps 40 --batch-size 16
+    PYTHONPATH=src python3 reports/levels/gpu/step_profile.py --packed .gpu --steps 40 --batch-size 16 --loader-workers 6
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +35,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--loader-workers", type=int, default=0)
     args = parser.parse_args()
     stand_in_modules()
     import torch
 
     from saunet.config import TrainConfig
     from saunet.models import create, full_arguments
-    from saunet.training import augment, sample_batch, segmentation_loss, training_form, training_step
+    from saunet.training import augment, sample_batch, segmentation_loss, training_batches, training_form, training_step
 
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
@@ -65,9 +68,12 @@ def main() -> None:
         "sample_batch (CPU)": timed(lambda: sample_batch(train, config, rng), args.steps, synchronise),
         "augment (device)": timed(lambda: augment(images, targets, rng), args.steps, synchronise),
         "forward, backward, step (device)": timed(forward_backward, args.steps, synchronise),
-        "whole training_step": timed(lambda: training_step(model, optimizer, train, config, rng, device), args.steps,
-                                     synchronise),
     }
+    for workers in sorted({0, args.loader_workers}):
+        batches = training_batches(train, replace(config, loader_workers=workers), rng, [0, 0, 0], device.type == "cuda")
+        seconds[f"whole step, {workers} loader workers"] = timed(
+            lambda batches=batches: training_step(model, optimizer, next(batches), config, rng, device), args.steps,
+            synchronise)
     print(f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, batch {args.batch_size}:")
     for what, value in seconds.items():
         print(f"  {what}: {value * 1000:.0f} ms")

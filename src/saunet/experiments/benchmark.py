@@ -171,7 +171,7 @@ def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2, chan
     """Seconds of one training epoch of the default configuration (``TrainConfig``) on the real data, sampling
     and augmentation included."""
     from saunet.datasets import list_cases
-    from saunet.training import TrainConfig, prepare_cases, training_form, training_step
+    from saunet.training import TrainConfig, prepare_cases, sample_batch, training_form, training_step
 
     config = TrainConfig(model=model_name, loss="dice-bce", lr=1e-3, channels_last=channels_last)
     cases = prepare_cases(list_cases(data)[:4], config, progress=False)
@@ -180,7 +180,7 @@ def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2, chan
     rng = np.random.default_rng(0)
 
     def step():
-        training_step(model, optimizer, cases, config, rng, torch.device("cpu"))
+        training_step(model, optimizer, sample_batch(cases, config, rng), config, rng, torch.device("cpu"))
 
     step()
     started = time.perf_counter()
