@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -214,8 +215,11 @@ def training_batches(cases: list[PreparedCase], config: TrainConfig, rng: np.ran
     many processes (reproducible for a given number of workers: the loader takes their batches in turn)."""
     if not config.loader_workers:
         return (sample_batch(cases, config, rng) for _ in itertools.count())
+    # forked workers share the prepared cases instead of unpickling a copy each, whatever the parent's start method
+    fork = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     loader = torch.utils.data.DataLoader(BatchStream(cases, config, seed_words), batch_size=None,
-                                         num_workers=config.loader_workers, pin_memory=pin_memory, prefetch_factor=4)
+                                         num_workers=config.loader_workers, pin_memory=pin_memory, prefetch_factor=4,
+                                         multiprocessing_context=fork)
     return iter(loader)
 
 
