@@ -392,3 +392,13 @@ def test_the_known_map_moves_with_the_targets_under_augmentation():
     assert torch.equal(~moved_known[:, 0], moved[:, 1].bool())
     assert moved_known[:, 1].all()
     assert (moved[:, 1] != targets[:, 1]).any()  # the augmentation did move the targets
+
+
+@pytest.mark.parametrize("field, value", [("thick_slices", 1.5), ("thick_slices", -0.1), ("loader_workers", -1),
+                                          ("loss", "hinge")])
+def test_a_recipe_value_out_of_range_is_refused_naming_its_field(field, value):
+    from saunet.config import RecipeError
+
+    with pytest.raises(RecipeError) as refused:
+        TrainConfig(**{field: value})
+    assert refused.value.field == field

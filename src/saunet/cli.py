@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from saunet.config import LOSSES, TrainConfig
+from saunet.config import LOSSES, RecipeError, TrainConfig
 from saunet.errors import InputError
 from saunet.postprocessing import PostprocessingSettings
 
@@ -63,21 +63,20 @@ def _set_threads(threads: int) -> None:
 
 
 def _training_config(args, model: str) -> TrainConfig:
-    if not 0 <= args.thick_slices <= 1:
-        raise InputError("--thick-slices", f"{args.thick_slices} is not a share of slice stacks from 0 to 1")
-    if args.loader_workers < 0:
-        raise InputError("--loader-workers", f"{args.loader_workers} is not a number of processes (0 or more)")
+    """The recipe the options ask for; a value TrainConfig refuses is a one-line error naming its option."""
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
-    return TrainConfig(
-        model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
-        seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
-        soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
-        loader_workers=args.loader_workers, in_plane_spacing=spacing,
-        slice_axis=args.slice_axis,
-        classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
-    )
+    try:
+        return TrainConfig(
+            model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
+            seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
+            soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
+            loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
+            classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
+        )
+    except RecipeError as error:
+        raise InputError("--" + error.field.replace("_", "-"), error.problem) from None
 
 
 def command_line() -> str:

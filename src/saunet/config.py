@@ -11,6 +11,14 @@ from saunet.preprocessing import PreprocessingSettings
 LOSSES = ("bce", "dice-bce", "batch-dice-bce")
 
 
+class RecipeError(ValueError):
+    """A :class:`TrainConfig` value out of its range; ``field`` names it, so the command line can name its option."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
 @dataclass
 class TrainConfig:
     model: str = "sau-net"
@@ -49,7 +57,11 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise RecipeError("loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if not 0 <= self.thick_slices <= 1:
+            raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
+        if self.loader_workers < 0:
+            raise RecipeError("loader_workers", f"{self.loader_workers} is not a number of processes (0 or more)")
 
     @property
     def stacks_per_step(self) -> int:
