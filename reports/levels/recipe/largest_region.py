@@ -5,12 +5,16 @@ pipeline with it would write. Per data set, the metrics of ``saunet cv`` and the
 
     python reports/levels/recipe/largest_region.py runs/cv-finetune ../shared/data/lumbar-t2 \
         ../shared/data/lumbar-water-fat > reports/levels/recipe/largest-region-finetune.md
+
+With ``--within MM`` (session 15), a detached region stays when it lies within MM millimetres of its level's
+largest region: a distance rule for the pieces fragment joining attaches.
 """
 
 import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from saunet.crossval import gather_cases, saved_prediction
 from saunet.evaluation import body_metrics, case_metrics
@@ -23,8 +27,9 @@ METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
 BEFORE, AFTER = "fragments kept", "largest region per level"
 
 
-def largest_region_per_level(labels: np.ndarray) -> np.ndarray:
-    """``labels`` with only the largest connected region of each value kept."""
+def largest_region_per_level(labels: np.ndarray, spacing: tuple[float, ...] = (), within: float = 0.0) -> np.ndarray:
+    """``labels`` with only the largest connected region of each value kept, and the regions of that value within
+    ``within`` mm of it."""
     regions = level_regions(labels)
     sizes = np.bincount(regions.ravel())
     value_of = np.zeros(len(sizes), np.int64)
@@ -34,9 +39,17 @@ def largest_region_per_level(labels: np.ndarray) -> np.ndarray:
         best[value_of[region]] = region
     keep = np.zeros(len(sizes), bool)
     keep[best[best > 0]] = True
+    for region in best[best > 0] if within else []:
+        near = ndimage.distance_transform_edt(regions != region, sampling=spacing) <= within
+        keep[np.unique(regions[near & (value_of[regions] == value_of[region])])] = True
     return np.where(keep[regions], labels, 0).astype(labels.dtype)
 
-cv, *data = (Path(a) for a in sys.argv[1:])
+arguments = sys.argv[1:]
+within = float(arguments.pop(arguments.index("--within") + 1)) if "--within" in arguments else 0.0
+arguments = [a for a in arguments if a != "--within"]
+if within:
+    AFTER = f"detached regions over {within:g} mm away dropped"
+cv, *data = (Path(a) for a in arguments)
 levels = LabelMap((1, 2, 3, 4, 5, 6, 7))
 rows = []
 for name, case in gather_cases(data).items():
@@ -46,7 +59,7 @@ for name, case in gather_cases(data).items():
     label = read_volume(case.label)
     reference = levels.apply(label.array)
     before = read_volume(predicted).array
-    for model, labels in ((BEFORE, before), (AFTER, largest_region_per_level(before))):
+    for model, labels in ((BEFORE, before), (AFTER, largest_region_per_level(before, label.spacing, within))):
         rows.append({"model": model, "case": name, "dataset": case.dataset,
                      **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
 print(f"Command: `python {' '.join(sys.argv)}`\n")
