@@ -3,6 +3,9 @@ scans, post-processed), per data set, the first run against each other.
 
     python reports/levels/recipe/compare.py "20 epochs=runs/cv-levels/sau-net/fold_0" \
         "60 epochs=runs/cv-levels-60/sau-net/fold_0" ... > reports/levels/recipe/README-tables.md
+
+A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices``; only the metrics every row holds are
+compared.
 """
 
 import json
@@ -16,11 +19,13 @@ runs = dict(argument.split("=", 1) for argument in sys.argv[1:])
 rows = []
 for label, folder in runs.items():
     for path in sorted(Path(folder).parent.glob(Path(folder).name)):
-        saved = json.loads((path / "evaluation.json").read_text())
-        rows += [{**row, "model": label} for row in saved["cases"]]
+        saved = json.loads(path.read_text()) if path.suffix == ".json" else \
+            json.loads((path / "evaluation.json").read_text())["cases"]
+        rows += [{**row, "model": label} for row in saved]
+metrics = [m for m in METRICS if all(m in row for row in rows)]
 for dataset in dict.fromkeys(row["dataset"] for row in rows):
     of_set = [row for row in rows if row["dataset"] == dataset]
-    print(f"### {dataset}\n\n{metrics_table(of_set, 'model', list(runs), METRICS)}\n")
+    print(f"### {dataset}\n\n{metrics_table(of_set, 'model', list(runs), metrics)}\n")
     first, *others = runs
     for other in others:
-        print(f"{paired_table(of_set, other, first, METRICS)}\n")
+        print(f"{paired_table(of_set, other, first, metrics)}\n")
