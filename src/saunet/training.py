@@ -184,7 +184,8 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         image = case.image[(slice(start, start + len(middles) * k), *in_plane)]
         image = image.reshape(len(middles), k, *image.shape[1:]).mean(1) if k > 1 else image
         filled = (slice(None), *(slice(0, n) for n in image.shape))
-        images[i] = float(case.image.min())
+        if image.shape != shape:  # padded at its end; a whole-volume minimum is not worth taking otherwise
+            images[i] = float(case.image.min())
         images[i][filled] = image
         if case.fractions is not None:
             targets[i][filled] = case.fractions[(slice(None), middles, *in_plane)]
