@@ -10,6 +10,7 @@ With ``--within MM`` (session 15), a detached region stays when it lies within M
 largest region: a distance rule for the pieces fragment joining attaches.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -44,12 +45,14 @@ def largest_region_per_level(labels: np.ndarray, spacing: tuple[float, ...] = ()
         keep[np.unique(regions[near & (value_of[regions] == value_of[region])])] = True
     return np.where(keep[regions], labels, 0).astype(labels.dtype)
 
-arguments = sys.argv[1:]
-within = float(arguments.pop(arguments.index("--within") + 1)) if "--within" in arguments else 0.0
-arguments = [a for a in arguments if a != "--within"]
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("cv", type=Path)
+parser.add_argument("data", type=Path, nargs="+")
+parser.add_argument("--within", type=float, default=0.0, metavar="MM")
+arguments = parser.parse_args()
+cv, data, within = arguments.cv, arguments.data, arguments.within
 if within:
     AFTER = f"detached regions over {within:g} mm away dropped"
-cv, *data = (Path(a) for a in arguments)
 levels = LabelMap((1, 2, 3, 4, 5, 6, 7))
 rows = []
 for name, case in gather_cases(data).items():
