@@ -127,16 +127,45 @@ def test_soft_labels_train_and_are_recorded(phantom_data, tmp_path, classes):
     assert Checkpoint.load(tmp_path / "checkpoint_last.pt").config["soft_labels"] is True
 
 
+def trained_weights(config, cases, out):
+    train(config, cases[:4], cases[4:5], out, progress=False)
+    return Checkpoint.load(out / "checkpoint_last.pt").state_dict
+
+
 @pytest.mark.parametrize("loader_workers", [0, 2])
 def test_same_seed_same_run(phantom_data, tmp_path, loader_workers):
     cases = list_cases(phantom_data)
     config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32,
                          loader_workers=loader_workers)
-    for run in ("a", "b"):
-        train(config, cases[:4], cases[4:5], tmp_path / run, progress=False)
-    a = Checkpoint.load(tmp_path / "a" / "checkpoint_last.pt").state_dict
-    b = Checkpoint.load(tmp_path / "b" / "checkpoint_last.pt").state_dict
+    a, b = (trained_weights(config, cases, tmp_path / run) for run in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_appearance_augmentation_changes_the_run_and_repeats_with_the_seed(phantom_data, tmp_path):
+    cases = list_cases(phantom_data)
+    plain = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=3, patch=32)
+    varied = replace(plain, appearance=True)
+    a, b, c = (trained_weights(config, cases, tmp_path / run) for config, run in ((varied, "a"), (varied, "b"), (plain, "c")))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_appearance_is_one_change_per_stack_drawn_from_the_generator():
+    from monai.transforms import Compose
+
+    from saunet.training import appearance_transforms, vary_appearance
+
+    slice_ = torch.from_numpy(np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32))
+    stacks = slice_.expand(16, 1, 3, 32, 32).clone()
+    noiseless = Compose(appearance_transforms().transforms[1:])  # noise alone differs from slice to slice
+    varied = vary_appearance(stacks, np.random.default_rng(1), noiseless)
+    assert varied.shape == stacks.shape and varied.dtype == stacks.dtype
+    assert torch.equal(varied[:, :, 0], varied[:, :, 1]) and torch.equal(varied[:, :, 0], varied[:, :, 2])
+    changed = (varied - stacks).abs().amax(dim=(1, 2, 3, 4)) > 1e-3
+    assert 0 < int(changed.sum()) < 16  # each transform fires with its own probability
+    again = vary_appearance(stacks, np.random.default_rng(1), noiseless)
+    assert torch.equal(varied, again)
+    assert not torch.equal(varied, vary_appearance(stacks, np.random.default_rng(2), noiseless))
 
 
 def test_kill_9_then_resume_loses_at_most_one_epoch(phantom_data, tmp_path):

@@ -31,6 +31,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=DEFAULTS.seed)
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower than float32 for training on CPU)")
     g.add_argument("--no-augment", action="store_true", help="turn augmentation off")
+    g.add_argument("--appearance", action="store_true",
+                   help="also vary the MRI appearance of the training stacks: bias field, gamma (also inverted), noise, "
+                        "blur, lower resolution (for scanners and contrasts the training data lack)")
     g.add_argument("--no-channels-last", action="store_true",
                    help="train the 2D models in the plain NCHW memory format (slower on CPU; same function)")
     g.add_argument("--soft-labels", action="store_true",
@@ -70,7 +73,8 @@ def _training_config(args, model: str) -> TrainConfig:
         return TrainConfig(
             model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
-            seed=args.seed, bf16=args.bf16, augment=not args.no_augment, channels_last=not args.no_channels_last,
+            seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
+            channels_last=not args.no_channels_last,
             soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
             classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,

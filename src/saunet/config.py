@@ -37,6 +37,9 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False  # bfloat16 autocast (CPU) / AMP (GPU)
     augment: bool = True
+    # MRI appearance augmentation on top (saunet.training.vary_appearance): bias field, gamma (also inverted),
+    # noise, blur, lower resolution; for scanners and contrasts not in the training data.
+    appearance: bool = False
     channels_last: bool = True  # the 2D models train channels-last (saunet.training.training_form)
     # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
     # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).

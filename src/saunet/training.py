@@ -256,6 +256,41 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
     return augmented if known is None else (*augmented, known)
 
 
+def appearance_transforms():
+    """MONAI's intensity transforms with nnU-Net-like probabilities, for a (S, P, P) stack taken as S channels of
+    one 2D image: every slice of a stack gets the same bias field, gamma, blur and resolution."""
+    from monai.transforms import (
+        Compose,
+        RandAdjustContrast,
+        RandBiasField,
+        RandGaussianNoise,
+        RandGaussianSmooth,
+        RandSimulateLowResolution,
+    )
+
+    return Compose([
+        RandGaussianNoise(prob=0.1, std=0.1),
+        RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), prob=0.2),
+        RandBiasField(degree=3, coeff_range=(0.0, 0.3), prob=0.3),
+        RandAdjustContrast(prob=0.3, gamma=(0.7, 1.5), retain_stats=True),
+        RandAdjustContrast(prob=0.1, gamma=(0.7, 1.5), invert_image=True, retain_stats=True),
+        RandSimulateLowResolution(prob=0.25, zoom_range=(0.5, 1.0), upsample_mode="bilinear"),
+    ])
+
+
+def vary_appearance(images: torch.Tensor, rng: np.random.Generator, transforms=None) -> torch.Tensor:
+    """(B, 1, S, P, P) normalised stacks -> the same with a scanner-like change of appearance each
+    (:func:`appearance_transforms`, seeded from ``rng``). The bias field multiplies intensities shifted to be
+    positive, as it does the scanner's."""
+    transforms = transforms or appearance_transforms()
+    transforms.set_random_state(seed=int(rng.integers(2**31)))
+    varied = torch.empty_like(images)
+    for i, stack in enumerate(images[:, 0].float()):
+        floor = stack.min()
+        varied[i, 0] = torch.as_tensor(transforms(stack - floor), dtype=images.dtype) + floor
+    return varied
+
+
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, known: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (binary, one channel) or cross-entropy (K+1 channels) against (B, K, ...) targets for classes 1..K
     (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce' and 'batch-dice-bce'
@@ -346,6 +381,8 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
     images, targets, known = (t.to(device, non_blocking=True) for t in batch)
     if config.augment:  # on the device: a GPU resamples the batch faster than the CPU cores feeding it
         images, targets, known = augment(images, targets, rng, config.soft_labels, known)
+    if config.appearance:
+        images = vary_appearance(images.cpu(), rng).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
     loss = segmentation_loss(logits.float(), targets, config.loss, known)
