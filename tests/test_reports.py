@@ -301,3 +301,20 @@ def test_measurements_paired_by_name_and_by_body(tmp_path):
     by_body, _ = agreement([{"dataset": "d", "contrast": "original", "measures": rows}], "body")
     volume_row = next(line for line in by_body.splitlines() if "volume_cm3" in line)
     assert "| 0.00 %" in volume_row and volume_row not in named
+
+
+def test_cross_site_scores_every_scan_of_the_given_sets_at_its_own_and_at_thick_slices(phantom_data, tmp_path):
+    from saunet.experiments import cross_site
+
+    command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2", "--only-folds", "0",
+               "--models", "sau-net", "--out", str(tmp_path / "cv"), "--width", "4,8,16", "--epochs", "1",
+               "--steps-per-epoch", "2", "--patch", "32"]
+    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    cross_site.main(["--cv", str(tmp_path / "cv"), "--data", str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "x")])
+    rows = json.loads((tmp_path / "x" / "cases.json").read_text(encoding="utf-8"))
+    name = phantom_data.name
+    assert sorted((r["case"], r["dataset"]) for r in rows) == sorted(
+        (f"phantom_{i:03d}", d) for i in range(6) for d in (name, f"{name} (~4 mm)"))  # every scan, not one fold's test
+    assert {"body_dice", "bodies_found", "bodies_named", "verdict", "reasons", "fold"} <= set(rows[0])
+    report = (tmp_path / "x" / "generated.md").read_text(encoding="utf-8")
+    assert "python -m saunet.experiments.cross_site --cv" in report and f"| {name} (~4 mm) | 6 |" in report

@@ -36,6 +36,14 @@ def thinned(volume: Volume, axis: int, step: int) -> Volume:
     return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.reference[tuple(itk_index)], volume.path)
 
 
+def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
+    """One scan segmented, assessed by quality control and scored body-wise against its expert mask."""
+    result = segmenter.segment(image)
+    verdict = segmenter.assess(image, result)
+    return {"dataset": dataset, "verdict": verdict.verdict, "reasons": verdict.reasons,
+            **body_metrics(result.labels, label.array)}
+
+
 def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
     from saunet.inference import Segmenter
 
@@ -47,32 +55,38 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
             image, label = read_case(cases[name])
             axis = volume_layout(image).slice_axis
             step = max(1, round(TARGET_MM / image.spacing[axis]))
-            thin_image, thin_label = thinned(image, axis, step), thinned(label, axis, step)
-            result = segmenter.segment(thin_image)
-            verdict = segmenter.assess(thin_image, result)
-            rows.append({"case": name, "dataset": cases[name].dataset, "fold": split["fold"],
-                         "slice_mm": image.spacing[axis] * step, "verdict": verdict.verdict, "reasons": verdict.reasons,
-                         **body_metrics(result.labels, thin_label.array)})
+            rows.append({"case": name, "fold": split["fold"], "slice_mm": image.spacing[axis] * step,
+                         **scored(segmenter, thinned(image, axis, step), thinned(label, axis, step),
+                                  cases[name].dataset)})
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = fold_arguments(__doc__.splitlines()[0], argv)
-    rows = run(args.cv, args.model, args.data, args.epochs)
+def summary_table(rows: list[dict]) -> str:
+    """Body-wise scores and QC flags per data set, in the order the rows name them."""
     metrics = ["body_dice", "bodies_found", "bodies_named"]
     table = [[d, sum(r["dataset"] == d for r in rows),
               *(f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" for s in
                 summarise([r for r in rows if r["dataset"] == d], metrics).values()),
               sum(r["verdict"] != "ok" for r in rows if r["dataset"] == d)]
-             for d in sorted({r["dataset"] for r in rows})]
-    text = markdown_table(["data set", "scans", "body-wise Dice (%)", "bodies found (%)", "bodies named (%)",
+             for d in dict.fromkeys(r["dataset"] for r in rows)]
+    return markdown_table(["data set", "scans", "body-wise Dice (%)", "bodies found (%)", "bodies named (%)",
                            "QC check or fail"], table)
-    command = "python -m saunet.experiments.thick_slices " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(rows, args.out / "cases.json")
-    write_text(f"# Thick slices, every k-th slice (~{TARGET_MM:g} mm) (generated)\n\nCommand: `{command}`\n\n{text}\n",
-               args.out / "generated.md")
+
+
+def write_results(rows: list[dict], out: Path, title: str, module: str, argv: list[str] | None) -> None:
+    """``out/cases.json`` and ``out/generated.md``: the summary table under its title and the command that made it."""
+    text = summary_table(rows)
+    command = f"python -m {module} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(rows, out / "cases.json")
+    write_text(f"# {title} (generated)\n\nCommand: `{command}`\n\n{text}\n", out / "generated.md")
     print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = fold_arguments(__doc__.splitlines()[0], argv)
+    rows = sorted(run(args.cv, args.model, args.data, args.epochs), key=lambda r: r["dataset"])
+    write_results(rows, args.out, f"Thick slices, every k-th slice (~{TARGET_MM:g} mm)", __spec__.name, argv)
 
 
 if __name__ == "__main__":
