@@ -16,8 +16,7 @@ from tqdm import tqdm
 from saunet.crossval import finished_folds, gather_cases
 from saunet.datasets import read_case
 from saunet.experiments.qc_calibration import fold_arguments
-from saunet.experiments.thick_slices import TARGET_MM, scored, thinned, write_results
-from saunet.orientation import volume_layout
+from saunet.experiments.thick_slices import TARGET_MM, scored, thick_copies, write_results
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
@@ -30,12 +29,10 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
         segmenter = Segmenter(run_dir / "checkpoint_best.pt")
         for name, case in tqdm(cases.items(), desc=f"fold {split['fold']}", unit="scan"):
             image, label = read_case(case)
-            axis = volume_layout(image).slice_axis
-            step = max(1, round(TARGET_MM / image.spacing[axis]))
+            thin_image, thin_label, _ = thick_copies(image, label)
             about = {"case": name, "fold": split["fold"]}
             rows.append({**about, **scored(segmenter, image, label, case.dataset)})
-            rows.append({**about, **scored(segmenter, thinned(image, axis, step), thinned(label, axis, step),
-                                           f"{case.dataset} (~{TARGET_MM:g} mm)")})
+            rows.append({**about, **scored(segmenter, thin_image, thin_label, f"{case.dataset} (~{TARGET_MM:g} mm)")})
     return rows
 
 

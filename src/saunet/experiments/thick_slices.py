@@ -36,6 +36,13 @@ def thinned(volume: Volume, axis: int, step: int) -> Volume:
     return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.reference[tuple(itk_index)], volume.path)
 
 
+def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
+    """A scan and its expert mask with every k-th sagittal slice kept, k chosen for ~TARGET_MM, and that spacing."""
+    axis = volume_layout(image).slice_axis
+    step = max(1, round(TARGET_MM / image.spacing[axis]))
+    return thinned(image, axis, step), thinned(label, axis, step), image.spacing[axis] * step
+
+
 def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
     """One scan segmented, assessed by quality control and scored body-wise against its expert mask."""
     result = segmenter.segment(image)
@@ -52,12 +59,9 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
     for split, run_dir in finished_folds(cv, model, epochs):
         segmenter = Segmenter(run_dir / "checkpoint_best.pt")
         for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
-            image, label = read_case(cases[name])
-            axis = volume_layout(image).slice_axis
-            step = max(1, round(TARGET_MM / image.spacing[axis]))
-            rows.append({"case": name, "fold": split["fold"], "slice_mm": image.spacing[axis] * step,
-                         **scored(segmenter, thinned(image, axis, step), thinned(label, axis, step),
-                                  cases[name].dataset)})
+            thin_image, thin_label, slice_mm = thick_copies(*read_case(cases[name]))
+            rows.append({"case": name, "fold": split["fold"], "slice_mm": slice_mm,
+                         **scored(segmenter, thin_image, thin_label, cases[name].dataset)})
     return rows
 
 
