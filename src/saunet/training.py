@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import multiprocessing
@@ -256,9 +257,11 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
     return augmented if known is None else (*augmented, known)
 
 
+@functools.cache
 def appearance_transforms():
     """MONAI's intensity transforms with nnU-Net-like probabilities, for a (S, P, P) stack taken as S channels of
-    one 2D image: every slice of a stack gets the same bias field, gamma, blur and resolution."""
+    one 2D image: every slice of a stack gets the same bias field, gamma, blur and resolution. Built once per
+    process; :func:`vary_appearance` reseeds them before every use."""
     from monai.transforms import (
         Compose,
         RandAdjustContrast,
