@@ -4,7 +4,7 @@ scans, post-processed), per data set, the first run against each other.
     python reports/levels/recipe/compare.py "20 epochs=runs/cv-levels/sau-net/fold_0" \
         "60 epochs=runs/cv-levels-60/sau-net/fold_0" ... > reports/levels/recipe/README-tables.md
 
-A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices``; only the metrics every row holds are
+A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices`` or ``cross_site``; only the metrics every row holds are
 compared.
 """
 
