@@ -4,8 +4,8 @@ scans, post-processed), per data set, the first run against each other.
     python reports/levels/recipe/compare.py "20 epochs=runs/cv-levels/sau-net/fold_0" \
         "60 epochs=runs/cv-levels-60/sau-net/fold_0" ... > reports/levels/recipe/README-tables.md
 
-A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices`` or ``cross_site``; only the metrics every row holds are
-compared.
+A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices`` or ``cross_site``, or the ``cv.json`` of a
+committed CV report (its post-processed cases); only the metrics every row holds are compared.
 """
 
 import json
@@ -19,8 +19,8 @@ runs = dict(argument.split("=", 1) for argument in sys.argv[1:])
 rows = []
 for label, folder in runs.items():
     for path in sorted(Path(folder).parent.glob(Path(folder).name)):
-        saved = json.loads(path.read_text()) if path.suffix == ".json" else \
-            json.loads((path / "evaluation.json").read_text())["cases"]
+        saved = json.loads(path.read_text() if path.suffix == ".json" else (path / "evaluation.json").read_text())
+        saved = saved["cases"] if isinstance(saved, dict) else saved
         rows += [{**row, "model": label} for row in saved]
 metrics = [m for m in METRICS if all(m in row for row in rows)]
 for dataset in dict.fromkeys(row["dataset"] for row in rows):
