@@ -424,10 +424,50 @@ def test_the_known_map_moves_with_the_targets_under_augmentation():
 
 
 @pytest.mark.parametrize("field, value", [("thick_slices", 1.5), ("thick_slices", -0.1), ("loader_workers", -1),
-                                          ("loss", "hinge")])
+                                          ("loss", "hinge"), ("ema", 1.0), ("ema", -0.5)])
 def test_a_recipe_value_out_of_range_is_refused_naming_its_field(field, value):
     from saunet.config import RecipeError
 
     with pytest.raises(RecipeError) as refused:
         TrainConfig(**{field: value})
     assert refused.value.field == field
+
+
+def test_ema_saves_the_moving_average_and_keeps_the_trained_weights_for_resuming(phantom_data, tmp_path):
+    cases = list_cases(phantom_data)
+    plain = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=3, patch=32)
+    trained = trained_weights(plain, cases, tmp_path / "plain")
+    trained_weights(replace(plain, ema=0.5), cases, tmp_path / "ema")
+    averaged = Checkpoint.load(tmp_path / "ema" / "checkpoint_last.pt")
+    # the same steps (the average is only read), so the trained weights are the plain run's
+    assert all(torch.equal(averaged.training_state_dict[k], trained[k]) for k in trained)
+    moved = [k for k in trained if trained[k].is_floating_point() and not torch.equal(averaged.state_dict[k], trained[k])]
+    assert moved and any(k.endswith("running_mean") for k in moved)
+    assert Checkpoint.load(tmp_path / "plain" / "checkpoint_last.pt").training_state_dict is None
+
+
+def test_an_interrupted_ema_run_resumes_to_the_uninterrupted_one(phantom_data, tmp_path, monkeypatch):
+    import saunet.training as training
+
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=2, steps_per_epoch=2, patch=32,
+                         ema=0.7)
+    train(config, cases[:4], cases[4:5], tmp_path / "straight", progress=False)
+    validate, calls = training.validate, []
+
+    def interrupted(run):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return validate(run)
+
+    monkeypatch.setattr(training, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, cases[:4], cases[4:5], tmp_path / "resumed", progress=False)
+    assert Checkpoint.load(tmp_path / "resumed" / "checkpoint_last.pt").epoch == 1
+    monkeypatch.setattr(training, "validate", validate)
+    train(config, cases[:4], cases[4:5], tmp_path / "resumed", resume=True, progress=False)
+    straight, resumed = (Checkpoint.load(tmp_path / run / "checkpoint_last.pt") for run in ("straight", "resumed"))
+    for weights in ("state_dict", "training_state_dict"):
+        a, b = getattr(straight, weights), getattr(resumed, weights)
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a), weights

@@ -36,7 +36,9 @@ class Checkpoint:
     slice_axis: int | None = None  # None: the layout comes from each scan's header
     trained_on: str = "cpu"  # "cpu" or the GPU's name
     config: dict = field(default_factory=dict)  # the TrainConfig it was trained with
-    state_dict: dict | None = None
+    state_dict: dict | None = None  # the weights inference uses
+    # the weights as trained, when state_dict holds their moving average (TrainConfig.ema): what a resumed run continues
+    training_state_dict: dict | None = None
     optimizer: dict | None = None
     epoch: int = 0
     best_dice: float = -1.0

@@ -40,6 +40,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
     g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
                    help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
+    g.add_argument("--ema", type=float, default=DEFAULTS.ema, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights, updated every step with this "
+                        "decay, e.g. 0.995 (default %(default)s: off)")
     g.add_argument("--unannotated-anywhere", action="store_true",
                    help="let a level a data set leaves unannotated be any unlabelled voxel of its scans, not only one "
                         "beside the annotated bodies (the recipe of the shipped weights)")
@@ -75,7 +78,8 @@ def _training_config(args, model: str) -> TrainConfig:
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
             channels_last=not args.no_channels_last,
-            soft_labels=args.soft_labels, thick_slices=args.thick_slices, unannotated_anywhere=args.unannotated_anywhere,
+            soft_labels=args.soft_labels, thick_slices=args.thick_slices, ema=args.ema,
+            unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
             classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
         )

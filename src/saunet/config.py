@@ -47,6 +47,10 @@ class TrainConfig:
     # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
     # other centres are sliced thicker than the training scans.
     thick_slices: float = 0.0
+    # Validate and save an exponential moving average of the weights (BatchNorm statistics too), updated after every
+    # step with this decay; 0: the weights as trained. Successive epochs' weights (and BatchNorm's statistics of the
+    # last few batches) still differ late in a run; an average follows no single batch (saunet.training.weight_average).
+    ema: float = 0.0
     # Partial labels as before session 14: a level a data set leaves unannotated may be any unlabelled voxel of its
     # scans, not only one beside the annotated bodies (saunet.training.unannotated_region); the shipped weights'
     # recipe, which longer training turns into calling a water-fat scan's background T11.
@@ -63,6 +67,8 @@ class TrainConfig:
             raise RecipeError("loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0 <= self.thick_slices <= 1:
             raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
+        if not 0 <= self.ema < 1:
+            raise RecipeError("ema", f"{self.ema} is not a decay from 0 (off) to below 1")
         if self.loader_workers < 0:
             raise RecipeError("loader_workers", f"{self.loader_workers} is not a number of processes (0 or more)")
 

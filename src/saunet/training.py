@@ -416,6 +416,7 @@ class TrainingRun:
     optimizer: torch.optim.Optimizer
     checkpoint: Checkpoint
     device: torch.device
+    average: torch.optim.swa_utils.AveragedModel | None = None  # TrainConfig.ema: what is validated and saved
     rank: int = 0
     world: int = 1
     progress: bool = True
@@ -434,6 +435,31 @@ def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[Prepare
         training_profile=profile.to_dict())
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm's running statistics, which
+    otherwise follow the last few batches), to update after every step; None when ``decay`` is 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def resume_from(saved: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                average: torch.optim.swa_utils.AveragedModel | None) -> None:
+    """Continue a run from its last checkpoint: the weights as trained, the optimiser, the average."""
+    model.load_state_dict(saved.training_state_dict or saved.state_dict)
+    optimizer.load_state_dict(saved.optimizer)
+    if average is not None:
+        average.module.load_state_dict(saved.state_dict)
+        average.n_averaged.fill_(max(saved.epoch, 1))
+
+
+def inference_model(run: TrainingRun) -> torch.nn.Module:
+    """The weights validation and the checkpoints' ``state_dict`` hold: the average, if the recipe keeps one."""
+    return run.model if run.average is None else run.average.module
+
+
 def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], out_dir: Path,
            resume: bool, progress: bool) -> TrainingRun:
     """Prepare the data, build the model and optimiser, and resume from ``checkpoint_last.pt`` if asked."""
@@ -446,18 +472,18 @@ def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], 
     model = training_form(create(config.model, **model_kwargs).to(device), config.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     checkpoint = new_record(config, model_kwargs, train_data, device, training_profile(train_cases, config.slice_axis))
+    average = weight_average(model, config.ema)
     last_path = out_dir / "checkpoint_last.pt"
     if resume and last_path.exists():
         saved = Checkpoint.load(last_path)
-        model.load_state_dict(saved.state_dict)
-        optimizer.load_state_dict(saved.optimizer)
+        resume_from(saved, model, optimizer, average)
         checkpoint.epoch, checkpoint.best_dice, checkpoint.history = saved.epoch, saved.best_dice, saved.history
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    return TrainingRun(config, out_dir, train_data, val_data, model, net, optimizer, checkpoint, device, rank, world,
-                       progress)
+    return TrainingRun(config, out_dir, train_data, val_data, model, net, optimizer, checkpoint, device, average, rank,
+                       world, progress)
 
 
 def train_epoch(run: TrainingRun, epoch: int) -> list[float]:
@@ -475,14 +501,16 @@ def train_epoch(run: TrainingRun, epoch: int) -> list[float]:
     batches = training_batches(run.train_data, config, rng, [config.seed, epoch, run.rank], run.device.type == "cuda")
     for _, batch in zip(bar, batches):
         losses.append(training_step(run.net, run.optimizer, batch, config, rng, run.device))
+        if run.average is not None:
+            run.average.update_parameters(run.model)
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
     return losses
 
 
 def validate(run: TrainingRun) -> float:
     """Mean Dice of the validation cases on the network grid (NaN without validation cases)."""
-    label_map = run.config.label_map
-    scores = [mean_class_dice(label_map.decode(predict_network_grid(run.model, case.image, label_map, run.config.bf16)),
+    label_map, model = run.config.label_map, inference_model(run)
+    scores = [mean_class_dice(label_map.decode(predict_network_grid(model, case.image, label_map, run.config.bf16)),
                               case.label, label_map.out_channels, case.known) for case in run.val_data]
     return float(np.mean(scores)) if scores else float("nan")
 
@@ -493,7 +521,8 @@ def save_epoch(run: TrainingRun, epoch: int, losses: list[float], seconds: float
     record = run.checkpoint
     record.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val_dice,
                            "seconds": seconds})
-    record.epoch, record.state_dict, record.optimizer = epoch + 1, run.model.state_dict(), run.optimizer.state_dict()
+    record.epoch, record.state_dict, record.optimizer = epoch + 1, inference_model(run).state_dict(), run.optimizer.state_dict()
+    record.training_state_dict = None if run.average is None else run.model.state_dict()
     if not run.val_data or val_dice > record.best_dice:
         record.best_dice = val_dice if run.val_data else record.best_dice
         record.save(run.out_dir / "checkpoint_best.pt")
