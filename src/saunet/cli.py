@@ -45,7 +45,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         "decay, e.g. 0.995 (default %(default)s: off)")
     g.add_argument("--unannotated-anywhere", action="store_true",
                    help="let a level a data set leaves unannotated be any unlabelled voxel of its scans, not only one "
-                        "beside the annotated bodies (the recipe of the shipped weights)")
+                        "beside the annotated bodies (the recipe of the weights shipped until session 16)")
     g.add_argument("--loader-workers", type=int, default=DEFAULTS.loader_workers, metavar="N",
                    help="processes drawing the training batches ahead of the steps (default %(default)s: drawn in the "
                         "training process); for a GPU, whose steps wait on the sampling")

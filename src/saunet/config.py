@@ -52,8 +52,8 @@ class TrainConfig:
     # last few batches) still differ late in a run; an average follows no single batch (saunet.training.weight_average).
     ema: float = 0.0
     # Partial labels as before session 14: a level a data set leaves unannotated may be any unlabelled voxel of its
-    # scans, not only one beside the annotated bodies (saunet.training.unannotated_region); the shipped weights'
-    # recipe, which longer training turns into calling a water-fat scan's background T11.
+    # scans, not only one beside the annotated bodies (saunet.training.unannotated_region); the recipe of the
+    # weights shipped until session 16, which longer training turns into calling a water-fat scan's background T11.
     unannotated_anywhere: bool = False
     # Processes drawing the training batches (saunet.training.training_batches); 0 draws them in the training
     # process. On a GPU the sampling, not the model, bounds a step (reports/levels/gpu/README.md).
