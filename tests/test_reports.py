@@ -318,3 +318,27 @@ def test_cross_site_scores_every_scan_of_the_given_sets_at_its_own_and_at_thick_
     assert {"body_dice", "bodies_found", "bodies_named", "verdict", "reasons", "fold"} <= set(rows[0])
     report = (tmp_path / "x" / "generated.md").read_text(encoding="utf-8")
     assert "python -m saunet.experiments.cross_site --cv" in report and f"| {name} (~4 mm) | 6 |" in report
+
+
+def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_fracture_the_expert_mask_lacks(tmp_path):
+    import SimpleITK as sitk
+
+    from saunet.experiments.qc_calibration import grade_table, paired_measures
+    from saunet.imageio import read_volume
+
+    expert = np.zeros((86, 40, 16), np.uint8)  # (S, A, R) at 1 mm: five bodies stacked, 12 mm tall, 4 mm discs
+    for level in range(1, 6):
+        top = 80 - (level - 1) * 16
+        expert[top - 12 : top, 10:30, 2:14] = level
+    path = tmp_path / "levels.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(expert), str(path))
+    volume = read_volume(path)
+    predicted = expert.copy()
+    predicted[(predicted == 3) & (np.arange(86)[:, None, None] >= np.flatnonzero((expert == 3).any((1, 2)))[0] + 6)] = 0
+    rows = paired_measures(predicted, volume.array, volume)
+    grades = {r["name"]: (r["grade_ref"], r["grade_pred"]) for r in rows}
+    assert grades["L1"] == ("none", "severe")  # level 3, half its height lost
+    assert grades["T11"] == ("none", "none") and grades["L3"] == ("none", "none")
+    table = grade_table([{"dataset": "d", "contrast": "original", "measures": rows}])
+    assert "| d | none | 4 | 0 | 0 | 1 |" in table
+    assert "for 1 of 5 levels graded on both" in table

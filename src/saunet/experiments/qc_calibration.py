@@ -31,6 +31,7 @@ from saunet.quality import training_profile
 
 BAD, GOOD = 0.80, 0.92  # body-wise Dice: the issue's "segmented badly" and "segmented well"
 MEASURES = ("volume_cm3", "anterior_height_mm", "middle_height_mm", "posterior_height_mm")
+GRADE_WORDS = ("none", "mild", "moderate", "severe")
 
 
 def contrasts(array: np.ndarray) -> dict[str, np.ndarray]:
@@ -55,8 +56,36 @@ def paired_measures(pred: np.ndarray, ref: np.ndarray, volume) -> list[dict]:
         rows.append({"level": v, "name": expert[v].name, "overlapping_level": body,
                      **{f"{m}_ref": getattr(expert[v], m) for m in MEASURES},
                      **{f"{m}_pred": getattr(found[v], m) if v in found else float("nan") for m in MEASURES},
-                     **{f"{m}_body": getattr(found[body], m) if body in found else float("nan") for m in MEASURES}})
+                     **{f"{m}_body": getattr(found[body], m) if body in found else float("nan") for m in MEASURES},
+                     "grade_ref": grade_of(expert.get(v)), "grade_pred": grade_of(found.get(v)),
+                     "grade_body": grade_of(found.get(body))})
     return rows
+
+
+def grade_of(row) -> str | None:
+    """The first word of a level's grade suggestion (none, mild, moderate, severe); None when it was not graded."""
+    word = row.grade_suggestion.split(" ")[0] if row is not None else "not"
+    return None if word == "not" else word
+
+
+def grade_table(rows: list[dict]) -> str:
+    """Per data set: the expert levels by the grade their expert mask suggests (rows) and the grade the predicted
+    level of the same name suggests (columns), both graded; and how many levels the prediction alone suggests a
+    moderate or severe fracture for."""
+    lines = ["| data set | expert mask suggests | " + " | ".join(f"predicted: {g}" for g in GRADE_WORDS) + " |",
+             "|---|---|" + "---|" * len(GRADE_WORDS)]
+    notes = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        pairs = [(m["grade_ref"], m["grade_pred"]) for r in rows if r["dataset"] == dataset and r["contrast"] == "original"
+                 for m in r["measures"] if m.get("grade_ref") and m.get("grade_pred")]
+        for expert in GRADE_WORDS:
+            counts = [sum(p == (expert, g) for p in pairs) for g in GRADE_WORDS]
+            if any(counts):
+                lines.append(f"| {dataset} | {expert} | " + " | ".join(str(c) for c in counts) + " |")
+        false = sum(e in ("none", "mild") and g in ("moderate", "severe") for e, g in pairs)
+        notes.append(f"{dataset}: a moderate or severe fracture suggested from the prediction where the expert mask "
+                     f"suggests none or mild for {false} of {len(pairs)} levels graded on both.")
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path) -> list[dict]:
@@ -212,10 +241,13 @@ def main(argv: list[str] | None = None) -> None:
                f"## QC against body-wise Dice\n\n{flagged_table(rows)}\n\n## Measurements: predicted against expert "
                f"masks\n\nEach expert level against the predicted level of its name (what a user reads):\n\n{table}\n\n"
                f"Against the predicted level that overlaps the expert body most, whatever its name (the shape alone):"
-               f"\n\n{by_body}\n\n![Bland-Altman](bland_altman.png)\n", args.out / "generated.md")
+               f"\n\n{by_body}\n\n![Bland-Altman](bland_altman.png)\n\n## Grade suggestions: predicted against expert "
+               f"masks\n\nEach expert level graded on its expert mask and on the predicted level of its name (levels cut "
+               f"by the field of view are not graded):\n\n{grade_table(measured)}\n", args.out / "generated.md")
     print(flagged_table(rows))
     print(table)
     print(by_body)
+    print(grade_table(measured))
 
 
 if __name__ == "__main__":
