@@ -326,7 +326,7 @@ def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_frac
     from saunet.experiments.qc_calibration import grade_table, paired_measures
     from saunet.imageio import read_volume
 
-    expert = np.zeros((86, 40, 16), np.uint8)  # (S, A, R) at 1 mm: five bodies stacked, 12 mm tall, 4 mm discs
+    expert = np.zeros((86, 40, 16), np.uint8)  # numpy (z, y, x) = (S, P, L) at 1 mm: five bodies stacked, 12 mm tall, 4 mm discs
     for level in range(1, 6):
         top = 80 - (level - 1) * 16
         expert[top - 12 : top, 10:30, 2:14] = level
