@@ -15,7 +15,7 @@ from saunet.checkpoints import Checkpoint
 from saunet.config import TrainConfig
 from saunet.datasets import list_cases, read_case
 from saunet.errors import InputError
-from saunet.evaluation import body_metrics, case_metrics
+from saunet.evaluation import level_map_metrics
 from saunet.files import write_json, write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
@@ -286,10 +286,8 @@ def evaluate_fold(run_dir: Path, test_cases: list, config: TrainConfig, max_comp
         result = segmenter.segment(image, config.slice_axis)
         write_like(result.labels, image, run_dir / PREDICTIONS / f"{case.name}{output_suffix(image.path)}")
         about = {**key, "case": case.name, "dataset": case.dataset}
-        rows.append({**about, **case_metrics(result.labels > 0, reference > 0, image.spacing),
-                     **body_metrics(result.labels, label.array)})
-        raw_rows.append({**about, **case_metrics(result.raw_labels > 0, reference > 0, image.spacing),
-                         **body_metrics(result.raw_labels, label.array)})
+        rows.append({**about, **level_map_metrics(result.labels, reference, label.array, image.spacing)})
+        raw_rows.append({**about, **level_map_metrics(result.raw_labels, reference, label.array, image.spacing)})
     saved = {"epochs": last.epoch, "trained_on": last.trained_on, "max_components": max_components,
              "history": last.history, "cases": rows, "cases_without_postprocessing": raw_rows}
     write_json(saved, run_dir / EVALUATION_FILE)

@@ -111,6 +111,13 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
             "bodies_named": float(np.mean([named == value for value, _, named in scores])), "bodies": len(scores)}
 
 
+def level_map_metrics(labels: np.ndarray, reference: np.ndarray, label: np.ndarray,
+                      spacing: tuple[float, ...]) -> dict[str, float]:
+    """A level map's scores as ``saunet cv`` reports them: :func:`case_metrics` of its bodies against ``reference``
+    (the expert ``label`` in the model's classes) and :func:`body_metrics` against ``label`` itself."""
+    return {**case_metrics(labels > 0, reference > 0, spacing), **body_metrics(labels, label)}
+
+
 def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric (an infinite distance makes the mean infinite)."""
     summary = {}

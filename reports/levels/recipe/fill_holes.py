@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from saunet.crossval import gather_cases, saved_prediction
-from saunet.evaluation import body_metrics, case_metrics
+from saunet.evaluation import level_map_metrics
 from saunet.experiments.reports import comparison_by_dataset
 from saunet.imageio import read_volume
 from saunet.labels import LabelMap
@@ -66,6 +66,6 @@ for name, case in gather_cases(arguments.data).items():
     axis = volume_layout(label).slice_axis if arguments.sagittal else None
     for model, labels in ((BEFORE, before), (after, filled(before, axis))):
         rows.append({"model": model, "case": name, "dataset": case.dataset,
-                     **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
+                     **level_map_metrics(labels, reference, label.array, label.spacing)})
 print(f"Command: `python {' '.join(sys.argv)}`\n")
 print(comparison_by_dataset(rows, BEFORE, after, METRICS))

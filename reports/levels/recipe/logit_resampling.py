@@ -19,7 +19,7 @@ import numpy as np
 
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
-from saunet.evaluation import body_metrics, case_metrics
+from saunet.evaluation import level_map_metrics
 from saunet.experiments.reports import comparison_by_dataset
 from saunet.inference import Segmenter
 from saunet.orientation import volume_layout
@@ -51,7 +51,7 @@ for split in json.loads((cv / "splits.json").read_text())["folds"]:
         reference = segmenter.label_map.apply(label.array)
         for rule, labels in decoded_both_ways(segmenter, image).items():
             rows.append({"model": rule, "case": name, "dataset": cases[name].dataset,
-                         **case_metrics(labels > 0, reference > 0, label.spacing), **body_metrics(labels, label.array)})
+                         **level_map_metrics(labels, reference, label.array, label.spacing)})
         print(name, *({k: round(row[k], 4) for k in METRICS} for row in rows[-2:]), file=sys.stderr, flush=True)
 print(f"Command: `python {' '.join(sys.argv)}`\n")
 print(comparison_by_dataset(rows, PROBABILITIES, LOGITS, METRICS))

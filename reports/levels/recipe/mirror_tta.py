@@ -18,7 +18,7 @@ import numpy as np
 
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
-from saunet.evaluation import body_metrics, case_metrics
+from saunet.evaluation import level_map_metrics
 from saunet.experiments.reports import comparison_by_dataset
 from saunet.inference import Segmenter
 from saunet.labels import LabelMap
@@ -59,8 +59,7 @@ def main() -> None:
             reference = levels.apply(label.array)
             for model, labels in ((BEFORE, segmenter.segment(image).labels), (AFTER, mirrored_labels(segmenter, image))):
                 rows.append({"model": model, "case": name, "dataset": cases[name].dataset,
-                             **case_metrics(labels > 0, reference > 0, label.spacing),
-                             **body_metrics(labels, label.array)})
+                             **level_map_metrics(labels, reference, label.array, label.spacing)})
             print(name, file=sys.stderr, flush=True)
     print(f"Command: `python {' '.join(sys.argv)}`\n")
     print(comparison_by_dataset(sorted(rows, key=lambda r: r["dataset"] != "lumbar-t2"), BEFORE, AFTER, METRICS))
