@@ -3,7 +3,9 @@ logits averaged over the scan and its left-right mirror image (the slice order r
 decoded and post-processed the same way. Per data set, the metrics of ``saunet cv`` and the paired per-case
 differences. It doubles the network's time per scan. Each slice goes through the 2D network unchanged by the
 mirror; only the order in which the inter-slice attention sees a slice's two neighbours differs, and on fold 0
-that changed the labels by under 0.02 points (`mirror-tta-fold0.md`): not kept, not run on the other folds.
+that changed the labels by under 0.02 points (`mirror-tta-fold0.md`): not kept, not run on the other folds. The
+binary lumbar-t2 model's probe had found the same (`reports/lumbar-t2/experiments/probes/threshold_and_mirror.py`:
+Dice to 0.01 points); this repeats it for the level model and the current decode.
 
     python reports/levels/recipe/mirror_tta.py runs/both-base runs/both-base/sau-net/fold_0 \
         --data ../shared/data/lumbar-t2 ../shared/data/lumbar-water-fat > reports/levels/recipe/mirror-tta-fold0.md
