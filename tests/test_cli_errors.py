@@ -150,3 +150,9 @@ def test_cv_refuses_a_negative_number_of_loader_workers(tmp_path):
     result = run("cv", "--data", tmp_path, "--loader-workers", "-1", "--out", tmp_path / "cv")
     assert_clean_failure(result, "--loader-workers", ["processes"])
     assert not (tmp_path / "cv").exists()
+
+
+def test_cv_refuses_a_growth_for_a_model_without_dense_convolutions(tmp_path):
+    result = run("cv", "--data", tmp_path, "--models", "unet2d", "--growth", "32", "--out", tmp_path / "cv")
+    assert_clean_failure(result, "--growth", ["dense"])
+    assert not (tmp_path / "cv").exists()

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from saunet.checkpoints import Checkpoint
 from saunet.experiments.reports import metrics_table, overlay_figure, paired_table, sagittal_view
 
 
@@ -70,7 +71,8 @@ def test_sagittal_view_puts_superior_up(tmp_path):
 def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom_data, tmp_path):
     command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2",
                "--models", "sau-net,dense-unet", "--out", str(tmp_path / "cv"), "--report", str(tmp_path / "report"),
-               "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32", "--workers", "2"]
+               "--width", "4,8,16", "--growth", "4", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32",
+               "--workers", "2"]
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     splits = json.loads((tmp_path / "cv" / "splits.json").read_text(encoding="utf-8"))["folds"]
@@ -90,6 +92,8 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert "Trained on: sau-net cpu (2 folds); dense-unet cpu (2 folds)" in report
 
     checkpoint = tmp_path / "cv" / "sau-net" / "fold_0" / "checkpoint_last.pt"
+    assert Checkpoint.load(checkpoint).model_kwargs["features"] == [4, 8, 16]
+    assert Checkpoint.load(checkpoint).model_kwargs["growth"] == 4
     prediction = next((tmp_path / "cv" / "sau-net" / "fold_0" / "predictions").iterdir())
     stamps = checkpoint.stat().st_mtime_ns, prediction.stat().st_mtime_ns
     again = subprocess.run(command, capture_output=True, text=True)
@@ -111,7 +115,7 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     # one fold of another model, the others left to another machine
     one_fold = [*command, "--only-folds", "1"]
     one_fold[one_fold.index("sau-net,dense-unet")] = "unet2d"
-    del one_fold[one_fold.index("--width"): one_fold.index("--width") + 2]
+    del one_fold[one_fold.index("--width"): one_fold.index("--growth") + 2]
     assert subprocess.run(one_fold, capture_output=True, text=True).returncode == 0
     assert (tmp_path / "cv" / "unet2d" / "fold_1" / "evaluation.json").exists()
     assert not (tmp_path / "cv" / "unet2d" / "fold_0").exists()

@@ -56,6 +56,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated label values to learn as classes (default: binary, any label > 0)")
     g.add_argument("--width", default=None,
                    help="model features per level, comma-separated (default: the model's own)")
+    g.add_argument("--growth", type=int, default=None,
+                   help="channels each densely connected convolution adds (Dense U-Net, SAU-Net; default: the model's own)")
     g.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices (default: from orientation)")
     g.add_argument("--threads", type=int, default=0,
                    help="CPU threads for PyTorch (default: all; with cv --workers, all shared among the workers)")
@@ -69,12 +71,19 @@ def _set_threads(threads: int) -> None:
 
 
 def _training_config(args, model: str) -> TrainConfig:
-    """The recipe the options ask for; a value TrainConfig refuses is a one-line error naming its option."""
+    """The recipe the options ask for; a value TrainConfig refuses is a one-line error naming its option.
+    ``model``: the model, or the comma-separated models of a CV (the recipe's model is the first)."""
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
+    if args.growth:
+        kwargs["growth"] = args.growth
+        from saunet.models import takes_argument
+
+        if not any(takes_argument(m, "growth") for m in model.split(",")):
+            raise InputError("--growth", f"{model} has no densely connected convolutions to widen")
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
     try:
         return TrainConfig(
-            model=model, model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            model=model.split(",")[0], model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
             channels_last=not args.no_channels_last,
@@ -118,7 +127,7 @@ def cmd_cv(args) -> None:
     from saunet.experiments.cv_report import write_cv_report
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    config = _training_config(args, models[0])
+    config = _training_config(args, ",".join(models))
     folds = _folds(args.folds)
     _set_threads(args.threads)
     data = [Path(d) for d in args.data]

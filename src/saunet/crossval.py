@@ -19,6 +19,7 @@ from saunet.evaluation import level_map_metrics
 from saunet.files import write_json, write_text
 from saunet.imageio import output_suffix, write_like
 from saunet.inference import Segmenter
+from saunet.models import takes_argument
 from saunet.training import train, typical_component_count
 
 EVALUATION_FILE = "evaluation.json"
@@ -169,7 +170,8 @@ def run_cv(data: Path | list[Path], folds: str | int, models: list[str], out: Pa
     if start_from is not None and not finished_only:
         adopt_splits(start_from, out, list(cases))
     splits = load_or_make_splits(out / "splits.json", list(cases), folds, seed, {n: c.dataset for n, c in cases.items()})
-    configs = {model: replace(base, model=model) for model in models}
+    configs = {model: replace(base, model=model, model_kwargs={k: v for k, v in base.model_kwargs.items()
+                                                             if takes_argument(model, k)}) for model in models}
     chosen = [s for s in splits if only_folds is None or s["fold"] in only_folds]
     if not finished_only:
         if start_from is not None:

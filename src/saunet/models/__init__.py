@@ -42,6 +42,11 @@ def full_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in list(bound.arguments.items())[1:]}
 
 
+def takes_argument(name: str, argument: str) -> bool:
+    """Whether model ``name``'s constructor has the argument (``growth``: the densely connected models)."""
+    return name in MODELS and argument in inspect.signature(MODELS[name].__init__).parameters
+
+
 def slice_halo(name: str) -> int | None:
     """Slices on each side that one output slice of model ``name`` depends on; None: the whole volume."""
     return MODELS[name].slice_halo
