@@ -4,14 +4,15 @@ Each (recipe, run) pair is one process: a CV fold (``fold_k``: that fold's train
 ``all`` (every scan but the shipped model's validation scan). The processes first time a few training steps
 side by side; each recipe's epochs are then chosen so its slowest run ends inside the budget, the models start
 again from their seed, and every run trains with saunet's own steps (``saunet.training``), writing saunet
-checkpoints. At the end each run's folder (best and last checkpoints without optimiser state, metrics.csv)
-goes into a tar under OUT, to be unpacked into a CV folder at home and evaluated there by ``saunet cv``.
+checkpoints. At the end each run's checkpoints and metrics go into a tar under OUT (``slim_tar``), to be
+unpacked into a CV folder at home by ``unpack.py`` and tested there by ``saunet cv --finished-only``.
 
     python reports/levels/gpu/train_gpu.py --packed .gpu --budget 420 --out $OUT --recipe gpu:batch_size=16 ...
 
 A recipe is NAME:field=value,...: TrainConfig fields over the shipped recipe's (sau-net, batch Dice + CE,
-learning rate 1e-3, classes 1-7). The machine lacks SimpleITK and MONAI; the steps used here need neither, so
-both are stand-ins that fail if called.
+learning rate 1e-3, classes 1-7). Its epochs are as many as fit the budget, or ``epochs=N`` where N fit (a
+recipe repeated as it is trained on the CPU: its learning rate decays over N epochs). The machine lacks
+SimpleITK and MONAI; the steps used here need neither, so both are stand-ins that fail if called.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io
 import json
 import lzma
 import multiprocessing
+import re
 import sys
 import tarfile
 import threading
@@ -62,7 +64,7 @@ def _missing(what: str):
 def parse_recipe(text: str) -> tuple[str, dict]:
     name, _, fields = text.partition(":")
     values = {}
-    for item in filter(None, fields.split(",")):
+    for item in filter(None, re.split(r",(?=\w+=)", fields)):  # a value may be JSON with commas in it
         key, _, value = item.partition("=")
         values[key] = json.loads(value)
     return name, values
@@ -148,9 +150,11 @@ def worker(index: int, job: dict, timings, barrier, deadline: float) -> None:
     except threading.BrokenBarrierError:
         print(f"{name}: not every run timed its steps; going by the runs that did", flush=True)
     slowest = max(timings[i] for i in job["same_recipe"])
-    config = replace(config, epochs=max(1, int((deadline - time.time()) / slowest)))
+    fitting = max(1, int((deadline - time.time()) / slowest))
+    config = replace(config, epochs=min(fitting, job["fields"].get("epochs", fitting)))
     run = start_run(config, job["run_cases"], cases, out_dir)
-    print(f"{name}: {slowest:.2f} s/epoch -> {config.epochs} epochs of {config.steps_per_epoch} steps", flush=True)
+    print(f"{name}: {slowest:.2f} s/epoch -> {config.epochs} epochs of {config.steps_per_epoch} steps "
+          f"({fitting} would fit)", flush=True)
     for epoch in range(config.epochs):
         if time.time() > deadline + 40:  # a run misjudged: stop unfinished rather than lose every run's files
             print(f"{name}: stopped after {epoch} epochs", flush=True)
@@ -161,16 +165,31 @@ def worker(index: int, job: dict, timings, barrier, deadline: float) -> None:
     print(f"{name}: done, best validation Dice {run.checkpoint.best_dice:.4f}", flush=True)
 
 
+def half_weights(state: dict | None) -> dict | None:
+    return None if state is None else {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def slim_tar(run_dir: Path, tar_path: Path) -> None:
-    """The run's checkpoints without optimiser state, and its metrics, in one tar; of a run on every scan only
-    the last checkpoint (the one a shipped model is), as the files that come back are limited."""
+    """The run's checkpoints without optimiser state, and its metrics, in one tar, small enough for what comes
+    back from the device (16 MiB a file, 64 MiB in all). A run on every scan brings its last checkpoint whole (the
+    one a shipped model is). A CV fold brings its best checkpoint (the one ``saunet cv`` tests) with its weights in
+    half precision (``unpack.py`` makes them single again) and its last as a record without weights: how far
+    training got, which is what ``saunet cv --finished-only`` reads of it."""
     from saunet.checkpoints import Checkpoint
 
+    def add(checkpoint: Checkpoint, name: str) -> None:
+        checkpoint.save(run_dir / f"slim_{name}", with_optimizer=False)
+        tar.add(run_dir / f"slim_{name}", arcname=f"{run_dir.name}/{name}")
+
     with tarfile.open(tar_path, "w") as tar:
-        for name in ("checkpoint_last.pt",) if run_dir.name == "all" else ("checkpoint_best.pt", "checkpoint_last.pt"):
-            if (run_dir / name).exists():
-                Checkpoint.load(run_dir / name).save(run_dir / f"slim_{name}", with_optimizer=False)
-                tar.add(run_dir / f"slim_{name}", arcname=f"{run_dir.name}/{name}")
+        last = run_dir / "checkpoint_last.pt"
+        if run_dir.name == "all" and last.exists():
+            add(Checkpoint.load(last), "checkpoint_last.pt")
+        elif last.exists():
+            best = Checkpoint.load(run_dir / "checkpoint_best.pt")
+            add(replace(best, state_dict=half_weights(best.state_dict),
+                        training_state_dict=half_weights(best.training_state_dict)), "checkpoint_best.pt")
+            add(replace(Checkpoint.load(last), state_dict=None, training_state_dict=None), "checkpoint_last.pt")
         tar.add(run_dir / "metrics.csv", arcname=f"{run_dir.name}/metrics.csv")
 
 
