@@ -92,8 +92,8 @@ def test_cv_command_on_a_small_run_writes_tables_and_figures_and_resumes(phantom
     assert "Trained on: sau-net cpu (2 folds); dense-unet cpu (2 folds)" in report
 
     checkpoint = tmp_path / "cv" / "sau-net" / "fold_0" / "checkpoint_last.pt"
-    assert Checkpoint.load(checkpoint).model_kwargs["features"] == [4, 8, 16]
-    assert Checkpoint.load(checkpoint).model_kwargs["growth"] == 4
+    model_kwargs = Checkpoint.load(checkpoint).model_kwargs
+    assert model_kwargs["features"] == [4, 8, 16] and model_kwargs["growth"] == 4
     prediction = next((tmp_path / "cv" / "sau-net" / "fold_0" / "predictions").iterdir())
     stamps = checkpoint.stat().st_mtime_ns, prediction.stat().st_mtime_ns
     again = subprocess.run(command, capture_output=True, text=True)

@@ -70,20 +70,20 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _training_config(args, model: str) -> TrainConfig:
-    """The recipe the options ask for; a value TrainConfig refuses is a one-line error naming its option.
-    ``model``: the model, or the comma-separated models of a CV (the recipe's model is the first)."""
+def _training_config(args, models: list[str]) -> TrainConfig:
+    """The recipe the options ask for (its model the first of ``models``, the one trained or those of a CV); a value
+    TrainConfig refuses is a one-line error naming its option."""
     kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
     if args.growth:
         kwargs["growth"] = args.growth
         from saunet.models import takes_argument
 
-        if not any(takes_argument(m, "growth") for m in model.split(",")):
-            raise InputError("--growth", f"{model} has no densely connected convolutions to widen")
+        if not any(takes_argument(m, "growth") for m in models):
+            raise InputError("--growth", f"{', '.join(models)} has no densely connected convolutions to widen")
     spacing = TrainConfig.in_plane_spacing if args.spacing is None else (args.spacing or None)  # 0: native grid
     try:
         return TrainConfig(
-            model=model.split(",")[0], model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            model=models[0], model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
             channels_last=not args.no_channels_last,
@@ -105,7 +105,7 @@ def cmd_train(args) -> None:
 
     from saunet.datasets import list_cases
 
-    config = _training_config(args, args.model)
+    config = _training_config(args, [args.model])
     cases = [case for data in args.data for case in list_cases(data, args.layout)]
     order = np.random.default_rng(args.seed).permutation(len(cases))
     val = [cases[i] for i in order[: args.val]]
@@ -127,7 +127,7 @@ def cmd_cv(args) -> None:
     from saunet.experiments.cv_report import write_cv_report
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    config = _training_config(args, ",".join(models))
+    config = _training_config(args, models)
     folds = _folds(args.folds)
     _set_threads(args.threads)
     data = [Path(d) for d in args.data]
