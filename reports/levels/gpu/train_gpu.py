@@ -165,16 +165,15 @@ def worker(index: int, job: dict, timings, barrier, deadline: float) -> None:
     print(f"{name}: done, best validation Dice {run.checkpoint.best_dice:.4f}", flush=True)
 
 
-def half_weights(state: dict | None) -> dict | None:
-    return None if state is None else {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-
-
 def slim_tar(run_dir: Path, tar_path: Path) -> None:
     """The run's checkpoints without optimiser state, and its metrics, in one tar, small enough for what comes
     back from the device (16 MiB a file, 64 MiB in all). A run on every scan brings its last checkpoint whole (the
     one a shipped model is). A CV fold brings its best checkpoint (the one ``saunet cv`` tests) with its weights in
     half precision (``unpack.py`` makes them single again) and its last as a record without weights: how far
     training got, which is what ``saunet cv --finished-only`` reads of it."""
+    import torch
+    from unpack import weights_as  # beside this script
+
     from saunet.checkpoints import Checkpoint
 
     def add(checkpoint: Checkpoint, name: str) -> None:
@@ -187,8 +186,7 @@ def slim_tar(run_dir: Path, tar_path: Path) -> None:
             add(Checkpoint.load(last), "checkpoint_last.pt")
         elif last.exists():
             best = Checkpoint.load(run_dir / "checkpoint_best.pt")
-            add(replace(best, state_dict=half_weights(best.state_dict),
-                        training_state_dict=half_weights(best.training_state_dict)), "checkpoint_best.pt")
+            add(weights_as(best, torch.float16), "checkpoint_best.pt")
             add(replace(Checkpoint.load(last), state_dict=None, training_state_dict=None), "checkpoint_last.pt")
         tar.add(run_dir / "metrics.csv", arcname=f"{run_dir.name}/metrics.csv")
 

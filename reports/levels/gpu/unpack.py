@@ -14,11 +14,19 @@ import tarfile
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from saunet.checkpoints import Checkpoint
 
 
-def single_weights(state: dict | None) -> dict | None:
-    return None if state is None else {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+def weights_as(checkpoint: Checkpoint, dtype) -> Checkpoint:
+    """The checkpoint with its floating-point weights (inference's and training's) in ``dtype``: half precision
+    for the journey back from the device (``train_gpu.slim_tar``), single again here."""
+    def cast(state: dict | None) -> dict | None:
+        return None if state is None else {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+    return replace(checkpoint, state_dict=cast(checkpoint.state_dict),
+                   training_state_dict=cast(checkpoint.training_state_dict))
 
 
 def unpack(tar_path: Path, cv: Path) -> Path:
@@ -35,9 +43,7 @@ def unpack(tar_path: Path, cv: Path) -> Path:
     (staging / run).rename(run_dir)
     staging.rmdir()
     for path in run_dir.glob("checkpoint_*.pt"):
-        stored = Checkpoint.load(path)
-        replace(stored, state_dict=single_weights(stored.state_dict),
-                training_state_dict=single_weights(stored.training_state_dict)).save(path, with_optimizer=False)
+        weights_as(Checkpoint.load(path), torch.float32).save(path, with_optimizer=False)
     return run_dir
 
 
