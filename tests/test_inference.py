@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -296,3 +297,46 @@ def test_segmenter_decodes_logits_resampled_onto_the_scan(lumbar):
     from_probabilities = classes.values(classes.decode(segmenter.preprocessor.inverse(classes.probabilities(logits), grid)))
     assert np.array_equal(segmenter.segment(volume).raw_labels, from_logits)
     assert (from_probabilities != from_logits).sum() > 1000  # 2849 of 77048 body voxels on this scan
+
+
+def second_member(checkpoint_path, path):
+    """The checkpoint with every weight shifted: an ensemble member that disagrees with the first."""
+    import torch
+
+    from saunet.checkpoints import Checkpoint
+
+    checkpoint = Checkpoint.load(checkpoint_path)
+    torch.manual_seed(1)
+    checkpoint.state_dict = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+                             for k, v in checkpoint.state_dict.items()}
+    return checkpoint.save(path)
+
+
+def test_an_ensemble_segments_with_its_members_mean_logits(tmp_path, tiny_level_checkpoint):
+    other = second_member(tiny_level_checkpoint, tmp_path / "other.pt")
+    onnx_path = tmp_path / "other.onnx"
+    assert saunet("export", "--model", other, "--onnx", onnx_path).returncode == 0
+    volume = phantom_volume(make_phantom(5, shape=(9, 48, 48)), tmp_path / "x")
+    layout = volume_layout(volume)
+    first, second = (Segmenter(path).network_logits(volume, layout)[0] for path in (tiny_level_checkpoint, other))
+    ensemble = Segmenter([tiny_level_checkpoint, onnx_path])  # members may mix checkpoints and ONNX exports
+    logits = ensemble.network_logits(volume, layout)[0]
+    assert np.abs(first - second).max() > 0.1
+    assert np.allclose(logits, (first + second) / 2, atol=1e-4)
+    from saunet.imageio import write_like
+
+    scan = write_like(volume.array, volume, tmp_path / "scan.nii.gz")
+    result = saunet("segment", scan, "-o", tmp_path / "seg.nii.gz", "--levels",
+                    "--model", tiny_level_checkpoint, "--model", other)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "seg.results.json").read_text())
+    assert record["model"] == [str(tiny_level_checkpoint), str(other)]
+
+
+def test_an_ensemble_of_models_that_name_classes_differently_is_refused(tmp_path, tiny_checkpoint, tiny_level_checkpoint, lumbar):
+    scan = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0]
+    result = saunet("segment", scan, "-o", tmp_path / "s.nii.gz", "--model", tiny_level_checkpoint,
+                    "--model", tiny_checkpoint)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and str(tiny_checkpoint) in result.stderr and "label_map" in result.stderr
+    assert not list(tmp_path.glob("s.*"))

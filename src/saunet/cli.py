@@ -170,7 +170,8 @@ def cmd_segment(args) -> None:
     levels_model = segmenter.label_map.classes is not None
     for flag, wanted in (("--levels", args.levels), ("--measure", args.measure)):
         if wanted and not levels_model:
-            raise InputError(segmenter.path, f"{flag} needs a model trained for level classes (--classes); this one is binary")
+            raise InputError(segmenter.paths[0],
+                             f"{flag} needs a model trained for level classes (--classes); this one is binary")
     out = Path(args.output)
     several = len(inputs) > 1
     report = None
@@ -193,7 +194,7 @@ def cmd_segment(args) -> None:
         write_label_tables(names, target)
         verdict = segmenter.assess(volume, result)
         rows = measure_volume(result.labels, volume, result.layout) if levels_model and (args.measure or report) else None
-        write_record(target, {"command": command_line(), "input": str(path), "model": str(segmenter.path)}, verdict,
+        write_record(target, {"command": command_line(), "input": str(path), "model": segmenter.described}, verdict,
                      rows if args.measure else None)
         if report is not None:
             report.add(case_id(path), volume, result, rows, verdict)
@@ -326,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Beside each label map: viewer tables (.ctbl, .itksnap.txt, .labels.json).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/MHA/NRRD file or DICOM series folder")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several)")
-    p.add_argument("--model", default=None, help="checkpoint (.pt) or ONNX export (.onnx); default: shipped model")
+    p.add_argument("--model", default=None, action="append",
+                   help="checkpoint (.pt) or ONNX export (.onnx); repeat for an ensemble that averages the models' "
+                        "logits; default: shipped model")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
     p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")

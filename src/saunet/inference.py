@@ -11,6 +11,7 @@ saves the 2-3 s its import costs each `saunet segment` process.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ DEFAULT_MODEL = Path(__file__).parent / "weights" / "spine_levels_sau_net.pt"
 # shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
 DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 CHUNK_SLICES = 12
+# What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
+ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
 
 
 def chunk_bounds(depth: int, chunk: int) -> list[int]:
@@ -189,12 +192,44 @@ class TorchModel:
         return self._run(self.module.boundary_terms, edges)
 
 
+def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: str, bf16: bool) -> list[Path]:
+    """The model files to run: those given (one, or an ensemble's members), else the shipped model (its ONNX
+    export on the CPU)."""
+    if isinstance(model_path, (str, Path)):
+        return [Path(model_path)]
+    if model_path:
+        return [Path(path) for path in model_path]
+    return [DEFAULT_ONNX if device == "cpu" and not bf16 and DEFAULT_ONNX.exists() else DEFAULT_MODEL]
+
+
+def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
+    """One model file's network: an ONNX export runs with ONNX Runtime, a checkpoint with PyTorch."""
+    if path.suffix != ".onnx":
+        return TorchModel.from_checkpoint(path, device, bf16, channels_last)
+    if not path.exists():
+        raise InputError(path, "no such model file")
+    model = OnnxModel(path)
+    if model.checkpoint is None:
+        raise InputError(path, "ONNX model was not exported by saunet export (no preprocessing metadata)")
+    return model
+
+
+def check_members(paths: list[Path], models: list) -> None:
+    """Members of an ensemble average their logits: they must read scans and name classes alike."""
+    first = models[0].checkpoint
+    for path, model in zip(paths[1:], models[1:]):
+        differing = [key for key in ENSEMBLE_CONTRACT if getattr(model.checkpoint, key) != getattr(first, key)]
+        if differing:
+            raise InputError(path, f"cannot be averaged with {paths[0]}: its {' and '.join(differing)} differ")
+
+
 class Segmenter:
     """Loads a model once and segments volumes with it.
 
     Args:
-        model_path: a saunet checkpoint (.pt) or ONNX export (.onnx); None uses the shipped model (its ONNX
-            export on CPU).
+        model_path: a saunet checkpoint (.pt) or ONNX export (.onnx), or several: an ensemble, whose logits are
+            averaged (its members must share preprocessing, label map and slice axis; post-processing and quality
+            control take the first's settings); None uses the shipped model (its ONNX export on CPU).
         device: "cpu" or "cuda" (PyTorch checkpoints only).
         min_component_mm3: islands smaller than this are removed.
         max_components: keep only this many of the largest components; None takes the number the model
@@ -204,23 +239,13 @@ class Segmenter:
         chunk_slices: slices per chunk (0: the whole volume at once).
     """
 
-    def __init__(self, model_path: str | Path | None = None, device: str = "cpu",
+    def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
                  min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
                  bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES):
-        if model_path:
-            path = Path(model_path)
-        else:
-            path = DEFAULT_ONNX if device == "cpu" and not bf16 and DEFAULT_ONNX.exists() else DEFAULT_MODEL
-        if path.suffix == ".onnx":
-            if not path.exists():
-                raise InputError(path, "no such model file")
-            self.model = OnnxModel(path)
-            if self.model.checkpoint is None:
-                raise InputError(path, "ONNX model was not exported by saunet export (no preprocessing metadata)")
-        else:
-            self.model = TorchModel.from_checkpoint(path, device, bf16, channels_last)
-        checkpoint: Checkpoint = self.model.checkpoint
-        self.path = path
+        self.paths = model_paths(model_path, device, bf16)
+        self.models = [load_model(path, device, bf16, channels_last) for path in self.paths]
+        check_members(self.paths, self.models)
+        checkpoint: Checkpoint = self.models[0].checkpoint
         self.model_name = checkpoint.model
         self.label_map = checkpoint.label_map
         self.preprocessor = Preprocessor(checkpoint.preprocessing)
@@ -230,6 +255,11 @@ class Segmenter:
                                                      learned if max_components is None else max_components)
         self.chunk_slices = chunk_slices
         self.training_profile = TrainingProfile.from_dict(checkpoint.training_profile)
+
+    @property
+    def described(self) -> str | list[str]:
+        """The model file, or an ensemble's files, as a record names them."""
+        return str(self.paths[0]) if len(self.paths) == 1 else [str(path) for path in self.paths]
 
     def segment(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
                 whole_probabilities: bool = False) -> Segmentation:
@@ -255,11 +285,17 @@ class Segmenter:
 
     def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned
-        too), and the scan's intensities normalised as the network saw them (on the scan's grid)."""
+        too), and the scan's intensities normalised as the network saw them (on the scan's grid). An ensemble's
+        logits are its members' mean."""
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         intensities = self.preprocessor.normalised(volume.array)
         image = self.preprocessor.image_like(intensities, grid)[None, None]
-        return predict_logits(self.model, image, self.model.slice_halo, self.chunk_slices)[0], grid, intensities
+        logits = predict_logits(self.models[0], image, self.models[0].slice_halo, self.chunk_slices)[0]
+        for model in self.models[1:]:
+            logits += predict_logits(model, image, model.slice_halo, self.chunk_slices)[0]
+        if len(self.models) > 1:
+            logits /= len(self.models)
+        return logits, grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ for case in list_cases(Path(sys.argv[1]))[: int(sys.argv[2])]:
     image, label = read_case(case)
     grid = segmenter.preprocessor.grid(image.array.shape, image.spacing, volume_layout(image))
     net = segmenter.preprocessor.image(image.array, grid)[None, None]
-    run = lambda x: predict_logits(segmenter.model, np.ascontiguousarray(x), segmenter.model.slice_halo, CHUNK_SLICES)  # noqa: E731
+    run = lambda x: predict_logits(segmenter.models[0], np.ascontiguousarray(x), segmenter.models[0].slice_halo, CHUNK_SLICES)  # noqa: E731
     logits = {1: run(net)}
     strided = np.empty_like(logits[1])
     for phase in (0, 1):
