@@ -331,6 +331,8 @@ def test_an_ensemble_segments_with_its_members_mean_logits(tmp_path, tiny_level_
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "seg.results.json").read_text())
     assert record["model"] == [str(tiny_level_checkpoint), str(other)]
+    assert 0 <= record["quality"]["statistics"]["member_disagreement"] <= 1  # the members' disagreement judged
+    assert Segmenter(tiny_level_checkpoint).segment(volume).disagreement is None
 
 
 def test_an_ensemble_of_models_that_name_classes_differently_is_refused(tmp_path, tiny_checkpoint, tiny_level_checkpoint, lumbar):

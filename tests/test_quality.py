@@ -9,6 +9,7 @@ from saunet.quality import (
     assess_map,
     body_quality,
     level_gaps,
+    member_disagreement,
     naming_margin,
     profile_of,
     scan_statistics,
@@ -133,3 +134,33 @@ def test_a_body_cut_by_the_field_of_view_is_not_flagged_for_its_size():
     probabilities[1][labels == 2], probabilities[2][labels == 2] = 0.3, 0.6  # votes for L1: still a doubt
     voted = {b.name: b for b in body_quality(labels, labels, probabilities, SPACING, cut=cut)}
     assert any("votes" in f for f in voted["T12"].flags)
+
+
+def member_logits(body_class: np.ndarray) -> np.ndarray:
+    """Logits (background + 2 levels, ...) that class each voxel as ``body_class`` (0 background) by 5 over the rest."""
+    logits = np.zeros((3, *body_class.shape), np.float32)
+    for k in range(3):
+        logits[k][body_class == k] = 5.0
+    return logits
+
+
+def test_ensemble_members_that_class_part_of_the_bodies_otherwise_disagree_on_that_share():
+    agreed = np.zeros((4, 10, 10), np.uint8)
+    agreed[1:3, 2:7, 2:4] = 1  # 20 voxels of level 1
+    first = member_logits(agreed)
+    other = agreed.copy()
+    other[1:3, 2:4, 2:4] = 2  # 8 of them level 2 for the second member, by more than the first's margin
+    second = member_logits(other)
+    second[2][other == 2] = 8.0
+    assert member_disagreement([first, first.copy()]) == 0.0
+    assert member_disagreement([first, second]) == 8 / 20  # the mean calls those 8 level 2: the first member differs
+    assert member_disagreement([member_logits(np.zeros_like(agreed))] * 2) == 1.0  # no body: nothing to trust
+
+
+def test_disagreeing_ensemble_members_make_a_scan_a_check():
+    labels = column()
+    bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
+    assert scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.05).verdict == "ok"
+    parted = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.6)
+    assert parted.verdict == "check" and "disagree on 60%" in parted.reasons[0]
+    assert parted.statistics["member_disagreement"] == 0.6

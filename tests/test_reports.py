@@ -237,6 +237,25 @@ def test_splits_of_several_data_sets_test_every_set_in_every_fold():
     assert make_splits(names[:6], 3, seed=0, datasets={n: "a" for n in names[:6]}) == make_splits(names[:6], 3, seed=0)
 
 
+def test_a_fold_ensemble_takes_the_same_fold_of_cv_folders_with_the_same_splits_only(tmp_path):
+    import json
+
+    import pytest
+
+    from saunet.crossval import fold_checkpoints, make_splits
+    from saunet.errors import InputError
+
+    names = [f"a{i}" for i in range(6)]
+    for cv, seed in (("seed0", 0), ("seed1", 0), ("other", 1)):
+        (tmp_path / cv).mkdir()
+        (tmp_path / cv / "splits.json").write_text(json.dumps({"seed": seed, "folds": make_splits(names, 3, seed=seed)}))
+    run_dir = tmp_path / "seed0" / "sau-net" / "fold_2"
+    assert fold_checkpoints(run_dir, [tmp_path / "seed1"]) == [run_dir / "checkpoint_best.pt",
+                                                             tmp_path / "seed1" / "sau-net" / "fold_2" / "checkpoint_best.pt"]
+    with pytest.raises(InputError, match="not the folds"):
+        fold_checkpoints(run_dir, [tmp_path / "other"])
+
+
 def test_cv_over_two_data_sets_reports_each(tmp_path):
     """Two phantom sets, one annotating levels 2-3 only: a level model cross-validated on both, every fold testing
     both, and the report gives each set its own table with body-wise scores."""

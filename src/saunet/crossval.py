@@ -101,6 +101,17 @@ def finished_folds(cv: Path, model: str, epochs: int) -> list[tuple[dict, Path]]
             if training_finished(cv / model / f"fold_{split['fold']}", epochs)]
 
 
+def fold_checkpoints(run_dir: Path, members: list[Path] = ()) -> list[Path]:
+    """The best checkpoint of the CV fold ``run_dir`` and, for an ensemble, that of the same model and fold in each
+    further CV folder of ``members``, which must hold the same folds."""
+    cv = run_dir.parent.parent
+    folds = json.loads((cv / "splits.json").read_text())["folds"]
+    for other in members:
+        if json.loads((other / "splits.json").read_text())["folds"] != folds:
+            raise InputError(other / "splits.json", f"not the folds of {cv}: its models cannot join an ensemble there")
+    return [folder / run_dir.parent.name / run_dir.name / "checkpoint_best.pt" for folder in (cv, *members)]
+
+
 def saved_prediction(cv: Path, model: str, case: str, fold: int | str = "*") -> Path | None:
     """The prediction a fold of ``model`` in the CV folder ``cv`` wrote for ``case`` (any fold by default), or None."""
     found = sorted(cv.glob(f"{model}/fold_{fold}/{PREDICTIONS}/{case}.*"))

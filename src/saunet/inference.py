@@ -23,7 +23,7 @@ from saunet.imageio import Volume
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Grid, Preprocessor
-from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess
+from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess, member_disagreement
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "spine_levels_sau_net.pt"
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
@@ -99,6 +99,7 @@ class Segmentation:
     probabilities: np.ndarray  # float32 (K, *input shape), foreground classes (see Segmenter.segment)
     layout: Layout  # how the input's array was brought into the canonical layout
     intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
+    disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
 
 
 class OnnxModel:
@@ -192,6 +193,16 @@ class TorchModel:
         return self._run(self.module.boundary_terms, edges)
 
 
+def mean_logits(members: list[np.ndarray]) -> np.ndarray:
+    """An ensemble's logits: its members' mean (the first member's array, reused)."""
+    mean = members[0]
+    for other in members[1:]:
+        mean += other
+    if len(members) > 1:
+        mean /= len(members)
+    return mean
+
+
 def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: str, bf16: bool) -> list[Path]:
     """The model files to run: those given (one, or an ensemble's members), else the shipped model (its ONNX
     export on the CPU)."""
@@ -276,26 +287,29 @@ class Segmenter:
             :class:`Segmentation` with the data set's label values, before and after post-processing.
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
-        logits, grid, intensities = self.network_logits(volume, layout)
+        members, grid, intensities = self.member_logits(volume, layout)
+        disagreement = member_disagreement(members) if len(members) > 1 else None
+        logits = mean_logits(members)
         labels, raw, probabilities = self.decode(logits, grid, volume.spacing, volume.array.shape)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout,
-                            intensities)
+                            intensities, disagreement)
 
     def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned
         too), and the scan's intensities normalised as the network saw them (on the scan's grid). An ensemble's
         logits are its members' mean."""
+        members, grid, intensities = self.member_logits(volume, layout)
+        return mean_logits(members), grid, intensities
+
+    def member_logits(self, volume: Volume, layout: Layout) -> tuple[list[np.ndarray], Grid, np.ndarray]:
+        """As :meth:`network_logits`, each member's logits apart."""
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         intensities = self.preprocessor.normalised(volume.array)
         image = self.preprocessor.image_like(intensities, grid)[None, None]
-        logits = predict_logits(self.models[0], image, self.models[0].slice_halo, self.chunk_slices)[0]
-        for model in self.models[1:]:
-            logits += predict_logits(model, image, model.slice_halo, self.chunk_slices)[0]
-        if len(self.models) > 1:
-            logits /= len(self.models)
-        return logits, grid, intensities
+        members = [predict_logits(model, image, model.slice_halo, self.chunk_slices)[0] for model in self.models]
+        return members, grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -324,4 +338,5 @@ class Segmenter:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         shared = self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES  # QC's units: reuse, not redo
         return assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
-                      self.label_map, self.training_profile, normalised=result.intensities if shared else None)
+                      self.label_map, self.training_profile, normalised=result.intensities if shared else None,
+                      disagreement=result.disagreement)

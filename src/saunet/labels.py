@@ -74,6 +74,14 @@ class LabelMap:
         return logits[1:].max(0) > logits[0]
 
     @staticmethod
+    def network_classes(logits: np.ndarray) -> np.ndarray:
+        """Network logits (channels, ...) -> classes 0..K (uint8) where they lie, on the network's grid: what
+        :meth:`decode` gives there."""
+        if logits.shape[0] == 1:
+            return (logits[0] > 0).astype(np.uint8)
+        return logits.argmax(0).astype(np.uint8)
+
+    @staticmethod
     def decode(probabilities: np.ndarray) -> np.ndarray:
         """Foreground probabilities (K, ...) -> classes 0..K (uint8): the most probable of background and the
         K classes, background being what the classes leave (1 - p for the binary task: p > 0.5)."""

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from saunet.labels import LEVELS
+from saunet.labels import LEVELS, LabelMap
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field, label_components, present_values
 from saunet.preprocessing import normalise_intensities
@@ -40,6 +40,7 @@ class Thresholds:
     volume_cm3: tuple[float, float] = (5.0, 90.0)
     min_bodies: int = 5  # a lumbar scan shows L1-L5 at least
     fail_confidence: float = 0.3  # mean body confidence of the scan below which it fails
+    member_disagreement: float = 0.25  # an ensemble's: share of its bodies' voxels some member classes otherwise
 
 
 THRESHOLDS = Thresholds()
@@ -247,6 +248,22 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
 
 
+def member_disagreement(members: list[np.ndarray]) -> float:
+    """The share of the voxels an ensemble's mean logits class as a body (on the network grid; ``members``: each
+    member's logits (channels, ...)) where some member alone would class them otherwise (another level, or
+    background). Models trained alike agree on scans like their training scans and part where a scan is unlike
+    them; 1.0 when the ensemble finds no body."""
+    ensemble = LabelMap.network_classes(sum(members))
+    bodies = ensemble > 0
+    if not bodies.any():
+        return 1.0
+    inside = ensemble[bodies]
+    differs = np.zeros(inside.shape, bool)
+    for member in members:
+        differs |= LabelMap.network_classes(member)[bodies] != inside
+    return float(differs.mean())
+
+
 def level_gaps(levels: np.ndarray) -> list[int]:
     """Level values missing between the highest and the lowest level present."""
     present = [int(v) for v in present_values(levels)]
@@ -254,8 +271,9 @@ def level_gaps(levels: np.ndarray) -> list[int]:
 
 
 def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
-                 margin: float | None, thresholds: Thresholds = THRESHOLDS) -> Verdict:
-    """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed."""
+                 margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None) -> Verdict:
+    """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
+    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model)."""
     fails, checks = [], []
     if len(bodies) < 3:
         fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
@@ -268,14 +286,18 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
         checks.append("gap in the level sequence: " + ", ".join(LEVELS.get(v, str(v)) for v in gaps) + " missing")
     if margin is not None and bodies and margin < thresholds.naming_margin:
         checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
+    if disagreement is not None and disagreement > thresholds.member_disagreement:
+        checks.append(f"the ensemble's models disagree on {disagreement:.0%} of the bodies' voxels "
+                      f"(up to {thresholds.member_disagreement:.0%} on scans like the training scans)")
     checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags]
     verdict = "fail" if fails else "check" if checks else "ok"
-    return Verdict(verdict, fails + checks, bodies, {**statistics, "naming_margin": margin})
+    return Verdict(verdict, fails + checks, bodies,
+                   {**statistics, "naming_margin": margin, "member_disagreement": disagreement})
 
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
-           normalised: np.ndarray | None = None) -> Verdict:
+           normalised: np.ndarray | None = None, disagreement: float | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
     scan normalised to :data:`CLIP_PERCENTILES`, if at hand). A binary model's bodies are its connected
@@ -288,7 +310,7 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
     quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]))
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
-    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds)
+    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement)
 
 
 def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thresholds = THRESHOLDS) -> Verdict:

@@ -13,20 +13,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from saunet.crossval import finished_folds, gather_cases
+from saunet.crossval import finished_folds, fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.experiments.qc_calibration import fold_arguments
 from saunet.experiments.thick_slices import TARGET_MM, scored, thick_copies, write_results
 
 
-def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
+def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = ()) -> list[dict]:
     """One row per fold, scan and slicing; a thinned scan's data set is named with its ~4 mm."""
     from saunet.inference import Segmenter
 
     cases = gather_cases(data)
     rows = []
     for split, run_dir in finished_folds(cv, model, epochs):
-        segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+        segmenter = Segmenter(fold_checkpoints(run_dir, members))
         for name, case in tqdm(cases.items(), desc=f"fold {split['fold']}", unit="scan"):
             image, label = read_case(case)
             thin_image, thin_label, _ = thick_copies(image, label)
@@ -38,7 +38,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args = fold_arguments(__doc__.splitlines()[0], argv)
-    rows = run(args.cv, args.model, args.data, args.epochs)
+    rows = run(args.cv, args.model, args.data, args.epochs, args.member)
     write_results(rows, args.out, "Scans of a site no fold trained on", __spec__.name, argv)
 
 

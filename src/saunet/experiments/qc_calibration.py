@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.crossval import finished_folds, gather_cases, saved_prediction
+from saunet.crossval import PREDICTIONS, finished_folds, fold_checkpoints, gather_cases, saved_prediction
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics
 from saunet.files import write_json, write_text
@@ -88,25 +88,28 @@ def grade_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
-def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path) -> list[dict]:
+def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = ()) -> list[dict]:
     """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
-    and read from there when the report is made again."""
+    and read from there when the report is made again. With ``members`` each fold segments with the ensemble of
+    its models in ``cv`` and ``members``, and writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
     rows = []
     for split, run_dir in finished_folds(cv, model, epochs):
         saved = out / f"fold_{split['fold']}.json"
         if not saved.exists():
-            write_json(fold(run_dir, split, cases), saved)
+            write_json(fold(fold_checkpoints(run_dir, members), split, cases, out if members else None), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
-def fold(run_dir: Path, split: dict, cases: dict) -> list[dict]:
-    """The fold's test scans in each contrast, judged against the profile the current code gives the fold's
-    training scans (a checkpoint keeps the profile of the code that trained it)."""
+def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None) -> list[dict]:
+    """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble) and judged
+    against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the
+    code that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
+    from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
-    segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+    segmenter = Segmenter(checkpoints)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
@@ -115,6 +118,8 @@ def fold(run_dir: Path, split: dict, cases: dict) -> list[dict]:
             image.array = array
             result = segmenter.segment(image)
             verdict = segmenter.assess(image, result)
+            if out is not None and kind == "original":
+                write_like(result.labels, image, out / PREDICTIONS / f"{name}{output_suffix(image.path)}")
             row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
                    "verdict": verdict.verdict, "reasons": verdict.reasons, "quality": verdict.to_dict(),
                    **body_metrics(result.labels, label.array)}
@@ -122,13 +127,22 @@ def fold(run_dir: Path, split: dict, cases: dict) -> list[dict]:
     return rows
 
 
-def measured_predictions(cv: Path, model: str, data: list[Path]) -> list[dict]:
-    """Paired measurements of every cross-validated prediction and its expert mask."""
+def prediction_of(cv: Path, model: str, case: str, fold: int | str = "*", ensemble: Path | None = None) -> Path | None:
+    """The cross-validated prediction of ``case``: the CV's own, or with ``ensemble`` (the ``out`` folder of an
+    ensemble's :func:`run`) the ensemble's."""
+    if ensemble is None:
+        return saved_prediction(cv, model, case, fold)
+    return next(iter(sorted((ensemble / PREDICTIONS).glob(f"{case}.*"))), None)
+
+
+def measured_predictions(cv: Path, model: str, data: list[Path], ensemble: Path | None = None) -> list[dict]:
+    """Paired measurements of every cross-validated prediction (an ensemble's: see :func:`prediction_of`) and its
+    expert mask."""
     from saunet.imageio import read_volume
 
     rows = []
     for case in tqdm(list(gather_cases(data).values()), desc="measuring", unit="scan"):
-        predicted = saved_prediction(cv, model, case.name)
+        predicted = prediction_of(cv, model, case.name, ensemble=ensemble)
         if predicted:
             expert = read_volume(case.label)
             rows.append({"case": case.name, "dataset": case.dataset, "contrast": "original",
@@ -136,15 +150,15 @@ def measured_predictions(cv: Path, model: str, data: list[Path]) -> list[dict]:
     return rows
 
 
-def rescore_originals(rows: list[dict], cv: Path, model: str, data: list[Path]) -> list[dict]:
+def rescore_originals(rows: list[dict], cv: Path, model: str, data: list[Path], ensemble: Path | None = None) -> list[dict]:
     """Body-wise scores of the unchanged scans from the CV's own predictions (the same checkpoints and code give
-    the same masks) with the current :func:`body_metrics`: fold rows saved before a change of the metric are
-    scored as the CV report scores them."""
+    the same masks; an ensemble's: see :func:`prediction_of`) with the current :func:`body_metrics`: fold rows
+    saved before a change of the metric are scored as the CV report scores them."""
     from saunet.imageio import read_volume
 
     cases = gather_cases(data)
     for row in rows:
-        predicted = saved_prediction(cv, model, row["case"], row["fold"])
+        predicted = prediction_of(cv, model, row["case"], row["fold"], ensemble)
         if row["contrast"] == "original" and predicted:
             row.update(body_metrics(read_volume(predicted).array, read_volume(cases[row["case"]].label).array))
     return rows
@@ -218,6 +232,9 @@ def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespa
     """The command line of an experiment on a CV folder's finished folds (this one and thick_slices)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cv", required=True, type=Path)
+    parser.add_argument("--member", action="append", default=[], type=Path, metavar="CV",
+                        help="a further CV folder of the same folds: each fold segments with the ensemble of its "
+                             "models (repeat for more)")
     parser.add_argument("--model", default="sau-net")
     parser.add_argument("--data", action="append", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
@@ -228,10 +245,11 @@ def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespa
 def main(argv: list[str] | None = None) -> None:
     args = fold_arguments(__doc__.splitlines()[0], argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out), args.cv, args.model,
-                             args.data)
+    ensemble = args.out if args.member else None
+    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member), args.cv,
+                             args.model, args.data, ensemble)
     write_json(rows, args.out / "qc_cases.json")
-    measured = measured_predictions(args.cv, args.model, args.data)
+    measured = measured_predictions(args.cv, args.model, args.data, ensemble)
     write_json(measured, args.out / "measures.json")
     table, pairs = agreement(measured)
     by_body, _ = agreement(measured, "body")

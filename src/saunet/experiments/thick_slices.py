@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.crossval import finished_folds, gather_cases
+from saunet.crossval import finished_folds, fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, summarise
 from saunet.experiments.qc_calibration import fold_arguments
@@ -51,13 +51,13 @@ def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
             **body_metrics(result.labels, label.array)}
 
 
-def run(cv: Path, model: str, data: list[Path], epochs: int) -> list[dict]:
+def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = ()) -> list[dict]:
     from saunet.inference import Segmenter
 
     cases = gather_cases(data)
     rows = []
     for split, run_dir in finished_folds(cv, model, epochs):
-        segmenter = Segmenter(run_dir / "checkpoint_best.pt")
+        segmenter = Segmenter(fold_checkpoints(run_dir, members))
         for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
             thin_image, thin_label, slice_mm = thick_copies(*read_case(cases[name]))
             rows.append({"case": name, "fold": split["fold"], "slice_mm": slice_mm,
@@ -89,7 +89,7 @@ def write_results(rows: list[dict], out: Path, title: str, module: str, argv: li
 
 def main(argv: list[str] | None = None) -> None:
     args = fold_arguments(__doc__.splitlines()[0], argv)
-    rows = sorted(run(args.cv, args.model, args.data, args.epochs), key=lambda r: r["dataset"])
+    rows = sorted(run(args.cv, args.model, args.data, args.epochs, args.member), key=lambda r: r["dataset"])
     write_results(rows, args.out, f"Thick slices, every k-th slice (~{TARGET_MM:g} mm)", __spec__.name, argv)
 
 
