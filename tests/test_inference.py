@@ -221,7 +221,7 @@ def test_shipped_model_segments_real_scans(lumbar, tmp_path):
 
 def shipped_onnx_parity(scans):
     onnx_seg, torch_seg = Segmenter(DEFAULT_ONNX), Segmenter(DEFAULT_MODEL)
-    assert onnx_seg.path == DEFAULT_ONNX and Segmenter().path == DEFAULT_ONNX  # the default CPU path
+    assert onnx_seg.paths == [DEFAULT_ONNX] and Segmenter().paths == [DEFAULT_ONNX]  # the default CPU path
     for scan in scans:
         volume = read_volume(scan)
         dice = overlap_metrics(torch_seg.segment(volume).labels > 0, onnx_seg.segment(volume).labels > 0)["dice"]
