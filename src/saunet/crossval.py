@@ -94,11 +94,12 @@ def training_finished(run_dir: Path, epochs: int) -> bool:
     return last.exists() and Checkpoint.load(last).epoch >= epochs
 
 
-def finished_folds(cv: Path, model: str, epochs: int) -> list[tuple[dict, Path]]:
-    """(split, run folder) of every fold of ``model`` in the CV folder ``cv`` whose training has finished."""
+def finished_folds(cv: Path, model: str, epochs: int, members: list[Path] = ()) -> list[tuple[dict, Path]]:
+    """(split, run folder) of every fold of ``model`` in the CV folder ``cv`` whose training has finished there and
+    in each CV folder of an ensemble's ``members``."""
     splits = json.loads((cv / "splits.json").read_text())["folds"]
     return [(split, cv / model / f"fold_{split['fold']}") for split in splits
-            if training_finished(cv / model / f"fold_{split['fold']}", epochs)]
+            if all(training_finished(folder / model / f"fold_{split['fold']}", epochs) for folder in (cv, *members))]
 
 
 def fold_checkpoints(run_dir: Path, members: list[Path] = ()) -> list[Path]:

@@ -25,7 +25,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path]
 
     cases = gather_cases(data)
     rows = []
-    for split, run_dir in finished_folds(cv, model, epochs):
+    for split, run_dir in finished_folds(cv, model, epochs, members):
         segmenter = Segmenter(fold_checkpoints(run_dir, members))
         for name, case in tqdm(cases.items(), desc=f"fold {split['fold']}", unit="scan"):
             image, label = read_case(case)

@@ -94,7 +94,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members:
     its models in ``cv`` and ``members``, and writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
     rows = []
-    for split, run_dir in finished_folds(cv, model, epochs):
+    for split, run_dir in finished_folds(cv, model, epochs, members):
         saved = out / f"fold_{split['fold']}.json"
         if not saved.exists():
             write_json(fold(fold_checkpoints(run_dir, members), split, cases, out if members else None), saved)

@@ -56,7 +56,7 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path]
 
     cases = gather_cases(data)
     rows = []
-    for split, run_dir in finished_folds(cv, model, epochs):
+    for split, run_dir in finished_folds(cv, model, epochs, members):
         segmenter = Segmenter(fold_checkpoints(run_dir, members))
         for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
             thin_image, thin_label, slice_mm = thick_copies(*read_case(cases[name]))
