@@ -343,6 +343,30 @@ def test_cross_site_scores_every_scan_of_the_given_sets_at_its_own_and_at_thick_
     assert "python -m saunet.experiments.cross_site --cv" in report and f"| {name} (~4 mm) | 6 |" in report
 
 
+def test_qc_calibration_of_an_ensemble_judges_and_measures_the_ensembles_own_predictions(phantom_data, tmp_path):
+    import shutil
+
+    from saunet.experiments import qc_calibration
+
+    (tmp_path / "seed1").mkdir()
+    for cv, seed, folds in (("seed0", "0", "0,1"), ("seed1", "1", "0")):
+        if cv == "seed1":  # the same folds, other initial weights and batches
+            shutil.copy(tmp_path / "seed0" / "splits.json", tmp_path / "seed1" / "splits.json")
+        command = [sys.executable, "-m", "saunet.cli", "cv", "--data", str(phantom_data), "--folds", "2", "--only-folds",
+                   folds, "--models", "sau-net", "--out", str(tmp_path / cv), "--width", "4,8,16", "--epochs", "1",
+                   "--steps-per-epoch", "2", "--patch", "32", "--seed", seed]
+        assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--member", str(tmp_path / "seed1"), "--data",
+                         str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "qc")])
+    tested = json.loads((tmp_path / "seed0" / "splits.json").read_text())["folds"][0]["test"]
+    rows = json.loads((tmp_path / "qc" / "qc_cases.json").read_text())
+    assert sorted({r["case"] for r in rows}) == sorted(tested)  # fold 1: its second member never trained
+    assert all(0 <= r["quality"]["statistics"]["member_disagreement"] <= 1 for r in rows)
+    written = sorted(p.name.split(".")[0] for p in (tmp_path / "qc" / "predictions").iterdir())
+    assert written == sorted(tested)  # the ensemble's own masks, which the measurements then read
+    assert sorted(r["case"] for r in json.loads((tmp_path / "qc" / "measures.json").read_text())) == sorted(tested)
+
+
 def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_fracture_the_expert_mask_lacks(tmp_path):
     import SimpleITK as sitk
 

@@ -189,13 +189,14 @@ def training_seconds_per_epoch(model_name: str, data: Path, steps: int = 2, chan
     return (time.perf_counter() - started) / steps * config.steps_per_epoch
 
 
-def segment_process_seconds(scan: Path, model: Path | None, repeats: int = 3) -> float:
-    """Wall time of the whole `saunet segment` process on one scan (reading, model, writing)."""
+def segment_process_seconds(scan: Path, models: list[Path] = (), repeats: int = 3) -> float:
+    """Wall time of the whole `saunet segment` process on one scan (reading, model, writing); ``models``: its
+    --model files (none: the shipped model)."""
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             command = [sys.executable, "-m", "saunet.cli", "segment", str(scan), "-o", f"{tmp}/seg.nii.gz"]
-            if model:
+            for model in models:
                 command += ["--model", str(model)]
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
@@ -243,7 +244,7 @@ def run_benchmark(data: Path, json_path: Path | None, markdown_path: Path | None
     stock = _measure_in_subprocess("unet2d", (lumbar[0], 304, 304), repeats, model_kwargs={"features": STOCK_UNET2D})
     results["stock_unet2d_full_resolution_seconds"] = stock["seconds"]
     scans = sorted((data / "imagesTr").glob("*.nii.gz"))
-    results["segment_process_seconds"] = segment_process_seconds(scans[0], None)
+    results["segment_process_seconds"] = segment_process_seconds(scans[0])
     results["paired"] = paired_ratios(scans[0], lumbar, rounds=2 * repeats + 1)
     results["training"] = training_costs(data, rounds=2 * repeats + 1)
     results["cpu_paths"] = cpu_paths(lumbar, repeats, results["bf16_native"])
@@ -299,7 +300,7 @@ def paired_ratios(scan: Path, shape, rounds: int) -> dict:
     deployed = {"runtime": "onnx", "chunk": CHUNK_SLICES}
     stock = InferenceWorker("unet2d", (shape[0], 304, 304), model_kwargs={"features": STOCK_UNET2D})
     try:
-        segment_vs_stock = paired_seconds(lambda: segment_process_seconds(scan, None, repeats=1), stock, rounds)
+        segment_vs_stock = paired_seconds(lambda: segment_process_seconds(scan, repeats=1), stock, rounds)
     finally:
         stock.close()
     return {"sau-net / unet3d": paired_model_ratio("sau-net", "unet3d", shape, rounds, **deployed),
