@@ -16,13 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import level_map_metrics
-from saunet.inference import Segmenter
+from saunet.inference import Segmenter, mean_logits
 from saunet.orientation import volume_layout
 
 
@@ -55,7 +54,7 @@ def main() -> None:
                 logits[name], grid, _ = segmenter.network_logits(image, layout)
             for ensemble, names in ensembles.items():
                 segmenter = members[names[0]]
-                mean = np.mean([logits[name] for name in names], axis=0)
+                mean = mean_logits([logits[name].copy() for name in names])  # the cache stays whole
                 labels = segmenter.label_map.values(segmenter.decode(mean, grid, image.spacing, image.array.shape)[0])
                 reference = segmenter.label_map.apply(label.array)
                 rows[ensemble].append({"case": case, "dataset": cases[case].dataset, "fold": fold,
