@@ -10,8 +10,8 @@ from saunet.evaluation import overlap_metrics
 from saunet.experiments.phantoms import make_phantom, phantom_volume
 from saunet.imageio import read_volume
 from saunet.inference import (
-    DEFAULT_MODEL,
-    DEFAULT_ONNX,
+    SHIPPED,
+    SHIPPED_ONNX,
     OnnxModel,
     Segmenter,
     TorchModel,
@@ -204,7 +204,7 @@ def test_onnx_export_gives_the_same_masks(lumbar, tmp_path, tiny_checkpoint):
 
 
 def test_shipped_model_segments_real_scans(lumbar, tmp_path):
-    assert DEFAULT_MODEL.exists(), "the shipped model is part of the package"
+    assert all(path.exists() for path in SHIPPED + SHIPPED_ONNX), "the shipped ensemble is part of the package"
     dice = []
     for scan in sorted((lumbar / "imagesTr").glob("*.nii.gz"))[:3]:
         out = tmp_path / scan.name
@@ -220,8 +220,8 @@ def test_shipped_model_segments_real_scans(lumbar, tmp_path):
 
 
 def shipped_onnx_parity(scans):
-    onnx_seg, torch_seg = Segmenter(DEFAULT_ONNX), Segmenter(DEFAULT_MODEL)
-    assert onnx_seg.paths == [DEFAULT_ONNX] and Segmenter().paths == [DEFAULT_ONNX]  # the default CPU path
+    onnx_seg, torch_seg = Segmenter(SHIPPED_ONNX), Segmenter(SHIPPED)
+    assert Segmenter().paths == list(SHIPPED_ONNX) and len(SHIPPED) == 2  # the default CPU path: both members
     for scan in scans:
         volume = read_volume(scan)
         dice = overlap_metrics(torch_seg.segment(volume).labels > 0, onnx_seg.segment(volume).labels > 0)["dice"]
@@ -281,7 +281,7 @@ def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
     assert result.intensities.shape == volume.array.shape and result.intensities.dtype == np.float32
     shared = segmenter.assess(volume, result).statistics
     afresh = assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
-                    segmenter.label_map, segmenter.training_profile).statistics
+                    segmenter.label_map, segmenter.training_profile, disagreement=result.disagreement).statistics
     assert np.isfinite(shared["body_contrast"])
     assert shared.keys() == afresh.keys() and all(np.isclose(shared[k], afresh[k], atol=1e-5) for k in shared)
 

@@ -25,10 +25,14 @@ from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Grid, Preprocessor
 from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess, member_disagreement
 
-DEFAULT_MODEL = Path(__file__).parent / "weights" / "spine_levels_sau_net.pt"
+WEIGHTS = Path(__file__).parent / "weights"
+# The shipped ensemble: one recipe trained from two random starts, whose logits are averaged (docs/model-card.md).
+SHIPPED = (WEIGHTS / "spine_levels_sau_net.pt", WEIGHTS / "spine_levels_sau_net_seed1.pt")
+DEFAULT_MODEL = SHIPPED[0]
 # The same weights exported to ONNX: ONNX Runtime folds batch norm into the convolutions and runs the
 # shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
-DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
+SHIPPED_ONNX = tuple(path.with_suffix(".onnx") for path in SHIPPED)
+DEFAULT_ONNX = SHIPPED_ONNX[0]
 CHUNK_SLICES = 12
 # What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
 ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
@@ -204,13 +208,14 @@ def mean_logits(members: list[np.ndarray]) -> np.ndarray:
 
 
 def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: str, bf16: bool) -> list[Path]:
-    """The model files to run: those given (one, or an ensemble's members), else the shipped model (its ONNX
-    export on the CPU)."""
+    """The model files to run: those given (one, or an ensemble's members), else the shipped ensemble (its ONNX
+    exports on the CPU)."""
     if isinstance(model_path, (str, Path)):
         return [Path(model_path)]
     if model_path:
         return [Path(path) for path in model_path]
-    return [DEFAULT_ONNX if device == "cpu" and not bf16 and DEFAULT_ONNX.exists() else DEFAULT_MODEL]
+    onnx = device == "cpu" and not bf16 and all(path.exists() for path in SHIPPED_ONNX)
+    return list(SHIPPED_ONNX if onnx else SHIPPED)
 
 
 def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
@@ -240,7 +245,7 @@ class Segmenter:
     Args:
         model_path: a saunet checkpoint (.pt) or ONNX export (.onnx), or several: an ensemble, whose logits are
             averaged (its members must share preprocessing, label map and slice axis; post-processing and quality
-            control take the first's settings); None uses the shipped model (its ONNX export on CPU).
+            control take the first's settings); None uses the shipped ensemble (its ONNX exports on CPU).
         device: "cpu" or "cuda" (PyTorch checkpoints only).
         min_component_mm3: islands smaller than this are removed.
         max_components: keep only this many of the largest components; None takes the number the model
