@@ -288,7 +288,7 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
         checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
     if disagreement is not None and disagreement > thresholds.member_disagreement:
         checks.append(f"the ensemble's models disagree on {disagreement:.0%} of the bodies' voxels "
-                      f"(up to {thresholds.member_disagreement:.0%} on scans like the training scans)")
+                      f"(more than {thresholds.member_disagreement:.0%}: its names or outlines are in doubt)")
     checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags]
     verdict = "fail" if fails else "check" if checks else "ok"
     return Verdict(verdict, fails + checks, bodies,
