@@ -198,12 +198,13 @@ class TorchModel:
 
 
 def mean_logits(members: list[np.ndarray]) -> np.ndarray:
-    """An ensemble's logits: its members' mean (the first member's array, reused)."""
-    mean = members[0]
+    """An ensemble's logits: its members' mean, in one new array (one model's logits as they are)."""
+    if len(members) == 1:
+        return members[0]
+    mean = members[0].copy()
     for other in members[1:]:
         mean += other
-    if len(members) > 1:
-        mean /= len(members)
+    mean /= len(members)
     return mean
 
 
@@ -293,8 +294,8 @@ class Segmenter:
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
         members, grid, intensities = self.member_logits(volume, layout)
-        disagreement = member_disagreement(members) if len(members) > 1 else None
         logits = mean_logits(members)
+        disagreement = member_disagreement(members, logits) if len(members) > 1 else None
         labels, raw, probabilities = self.decode(logits, grid, volume.spacing, volume.array.shape)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))

@@ -248,12 +248,12 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
 
 
-def member_disagreement(members: list[np.ndarray]) -> float:
-    """The share of the voxels an ensemble's mean logits class as a body (on the network grid; ``members``: each
+def member_disagreement(members: list[np.ndarray], mean: np.ndarray) -> float:
+    """The share of the voxels an ensemble's ``mean`` logits class as a body (on the network grid; ``members``: each
     member's logits (channels, ...)) where some member alone would class them otherwise (another level, or
     background). Models trained alike agree on scans like their training scans and part where a scan is unlike
     them; 1.0 when the ensemble finds no body."""
-    ensemble = LabelMap.network_classes(sum(members))
+    ensemble = LabelMap.network_classes(mean)
     bodies = ensemble > 0
     if not bodies.any():
         return 1.0

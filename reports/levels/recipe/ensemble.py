@@ -54,7 +54,7 @@ def main() -> None:
                 logits[name], grid, _ = segmenter.network_logits(image, layout)
             for ensemble, names in ensembles.items():
                 segmenter = members[names[0]]
-                mean = mean_logits([logits[name].copy() for name in names])  # the cache stays whole
+                mean = mean_logits([logits[name] for name in names])
                 labels = segmenter.label_map.values(segmenter.decode(mean, grid, image.spacing, image.array.shape)[0])
                 reference = segmenter.label_map.apply(label.array)
                 rows[ensemble].append({"case": case, "dataset": cases[case].dataset, "fold": fold,
