@@ -172,9 +172,17 @@ class Preprocessor:
         Bilinear weights are convex: a native voxel's logits are a mean of network pixels' logits, so a class
         outscores background there only beside a pixel where one does.
         """
-        if not foreground.any():
+        bounds = foreground_bounds(foreground)
+        if bounds is None:
             return None
-        slices, rows, columns = (np.flatnonzero(foreground.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
         row_weights, column_weights = inverse_weights(grid)
-        return (slice(int(slices[0]), int(slices[-1]) + 1), support(row_weights, slice(rows[0], rows[-1] + 1)),
-                support(column_weights, slice(columns[0], columns[-1] + 1)))
+        return bounds[0], support(row_weights, bounds[1]), support(column_weights, bounds[2])
+
+
+def foreground_bounds(foreground: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box (one slice per axis) that holds every True voxel of ``foreground``; None when none is."""
+    if not foreground.any():
+        return None
+    axes = range(foreground.ndim)
+    spans = [np.flatnonzero(foreground.any(axis=tuple(a for a in axes if a != axis))) for axis in axes]
+    return tuple(slice(int(span[0]), int(span[-1]) + 1) for span in spans)

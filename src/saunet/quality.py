@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from saunet.labels import LEVELS, LabelMap
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field, label_components, present_values
-from saunet.preprocessing import normalise_intensities
+from saunet.preprocessing import foreground_bounds, normalise_intensities
 
 CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
@@ -253,15 +253,17 @@ def member_disagreement(members: list[np.ndarray], mean: np.ndarray) -> float:
     member's logits (channels, ...)) where some member alone would class them otherwise (another level, or
     background). Models trained alike agree on scans like their training scans and part where a scan is unlike
     them; 1.0 when the ensemble finds no body."""
-    ensemble = LabelMap.network_classes(mean)
-    bodies = ensemble > 0
-    if not bodies.any():
+    box = foreground_bounds(LabelMap.decoded_as_foreground(mean))
+    if box is None:
         return 1.0
+    ensemble = LabelMap.network_classes(mean[(slice(None), *box)])  # the classes only where bodies can be
+    bodies = ensemble > 0
     inside = ensemble[bodies]
     differs = np.zeros(inside.shape, bool)
     for member in members:
-        differs |= LabelMap.network_classes(member)[bodies] != inside
+        differs |= LabelMap.network_classes(member[(slice(None), *box)])[bodies] != inside
     return float(differs.mean())
+
 
 
 def level_gaps(levels: np.ndarray) -> list[int]:
