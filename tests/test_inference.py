@@ -342,3 +342,28 @@ def test_an_ensemble_of_models_that_name_classes_differently_is_refused(tmp_path
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and str(tiny_checkpoint) in result.stderr and "label_map" in result.stderr
     assert not list(tmp_path.glob("s.*"))
+
+
+def test_an_int8_export_segments_as_its_float_export(tmp_path, tiny_level_checkpoint, phantom_data):
+    import onnx
+
+    float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    scan = sorted((phantom_data / "imagesTr").glob("*.nii.gz"))[-1]  # scans and data-set folders calibrate alike
+    result = saunet("export", "--model", tiny_level_checkpoint, "--onnx", float_path, "--int8", int8_path,
+                    "--calibrate", phantom_data, scan)
+    assert result.returncode == 0, result.stderr
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    volume = read_volume(sorted((phantom_data / "imagesTr").glob("*.nii.gz"))[0])
+    exact, quantized = Segmenter(float_path).segment(volume), Segmenter(int8_path).segment(volume)  # metadata kept
+    assert np.abs(exact.probabilities - quantized.probabilities).mean() < 0.02
+    assert (exact.raw_labels == quantized.raw_labels).mean() > 0.95
+
+
+def test_an_int8_export_without_calibration_scans_is_refused(tmp_path, tiny_level_checkpoint):
+    result = saunet("export", "--model", tiny_level_checkpoint, "--int8", tmp_path / "int8.onnx")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--calibrate" in result.stderr
+    missing = tmp_path / "missing.nii.gz"
+    result = saunet("export", "--model", tiny_level_checkpoint, "--onnx", tmp_path / "float.onnx", "--int8",
+                    tmp_path / "int8.onnx", "--calibrate", missing)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(missing) in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -290,12 +290,22 @@ def cmd_info(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from saunet.export import export_inference_checkpoint, export_onnx
+    import tempfile
 
-    if not args.onnx and not args.pt:
-        raise InputError("saunet export", "give --onnx FILE and/or --pt FILE")
+    from saunet.export import calibration_scans, export_inference_checkpoint, export_onnx, quantize_onnx
+
+    if not args.onnx and not args.pt and not args.int8:
+        raise InputError("saunet export", "give --onnx FILE, --int8 FILE and/or --pt FILE")
+    if args.int8 and not args.calibrate:
+        raise InputError("saunet export", "--int8 needs --calibrate SCANS: scans like those it will segment set its "
+                                          "activation ranges")
+    scans = calibration_scans([Path(source) for source in args.calibrate or []])
     if args.onnx:
         print(f"wrote {export_onnx(args.model, Path(args.onnx))}")
+    if args.int8:
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(args.onnx) if args.onnx else export_onnx(args.model, Path(folder) / "float.onnx")
+            print(f"wrote {quantize_onnx(source, scans, Path(args.int8))}")
     if args.pt:
         if not args.model:
             raise InputError("saunet export", "--pt needs --model CHECKPOINT")
@@ -432,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
     p.add_argument("--onnx", help="ONNX file to write")
     p.add_argument("--pt", help="slim inference checkpoint to write")
+    p.add_argument("--int8", help="ONNX file to write with 8-bit integer weights and activations: about 40%% less "
+                                  "network time on CPUs with VNNI, Dice within 0.1 point (docs/model-card.md)")
+    p.add_argument("--calibrate", nargs="+", metavar="SCANS",
+                   help="scan files, or data-set folders (their first 3 scans), that set --int8's activation ranges")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="the paper's Table 2 on this machine")

@@ -7,9 +7,11 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from saunet.checkpoints import Checkpoint
+from saunet.errors import InputError
 from saunet.files import atomic_path
 
 
@@ -107,3 +109,70 @@ def export_module_onnx(model: torch.nn.Module, onnx_path: Path, metadata: dict[s
 def export_inference_checkpoint(checkpoint_path: str | Path, out_path: Path) -> Path:
     """A slim checkpoint for shipping: the model and what inference needs, without the optimiser state."""
     return Checkpoint.load(checkpoint_path).save(out_path, with_optimizer=False)
+
+
+CALIBRATION_SLICES = 12  # slices per calibration chunk: the chunks `saunet segment` runs (inference.CHUNK_SLICES)
+CALIBRATION_SCANS = 3  # per data set
+
+
+def calibration_scans(sources: list[Path]) -> list[Path]:
+    """Scans to calibrate with: each scan file given, and the first ``CALIBRATION_SCANS`` images (by name) of each
+    data set folder given (nnU-Net layout, as for training)."""
+    from saunet.datasets import list_cases
+
+    scans = []
+    for source in sources:
+        if source.is_dir():
+            scans += [case.image for case in sorted(list_cases(source), key=lambda c: c.name)[:CALIBRATION_SCANS]]
+        elif source.exists():
+            scans.append(source)
+        else:
+            raise InputError(source, "no such scan or data-set folder")
+    return scans
+
+
+def network_images(onnx_path: Path, scans: list[Path]) -> list:
+    """Each scan as ``onnx_path``'s network sees it: (1, 1, D, H', W') float32 on its grid, its middle slices."""
+    from saunet.imageio import read_volume
+    from saunet.inference import Segmenter
+    from saunet.orientation import volume_layout
+
+    segmenter = Segmenter(onnx_path)
+    images = []
+    for scan in scans:
+        volume = read_volume(scan)
+        grid = segmenter.preprocessor.grid(volume.array.shape, volume.spacing, volume_layout(volume, segmenter.slice_axis))
+        image = segmenter.preprocessor.image_like(segmenter.preprocessor.normalised(volume.array), grid)
+        middle = max(image.shape[0] // 2 - CALIBRATION_SLICES // 2, 0)
+        images.append(image[None, None, middle : middle + CALIBRATION_SLICES].copy())
+    return images
+
+
+def quantize_onnx(onnx_path: Path, scans: list[Path], out_path: Path) -> Path:
+    """An ONNX export with 8-bit integer weights and activations (ONNX Runtime's static quantization, QDQ format,
+    weights per channel), its activation ranges calibrated on the middle slices of ``scans`` (training scans: the
+    ranges a test scan's activations are cut to). Written atomically."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from saunet.inference import OnnxModel
+
+    model = OnnxModel(onnx_path)
+    feeds = []
+    for image in network_images(onnx_path, scans):
+        feed = {"image": image}
+        if model.has_boundary_terms:  # the boundary graph's input: the features either side of a chunk boundary
+            edges, _ = model.edges_and_logits(image)
+            feed["edges"] = np.concatenate([edges[:, 1:], edges[:, :1]], axis=1)
+        feeds.append(feed)
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter(feeds)
+
+        def get_next(self):
+            return next(self.left, None)
+
+    with atomic_path(out_path) as tmp:  # the export's metadata comes along
+        quantize_static(str(onnx_path), str(tmp), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out_path

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from saunet.crossval import finished_folds, fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, summarise
-from saunet.experiments.qc_calibration import fold_arguments
+from saunet.experiments.qc_calibration import contrasts, fold_arguments
 from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
@@ -41,6 +41,19 @@ def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
     axis = volume_layout(image).slice_axis
     step = max(1, round(TARGET_MM / image.spacing[axis]))
     return thinned(image, axis, step), thinned(label, axis, step), image.spacing[axis] * step
+
+
+VARIANTS = ("original", "inverted", "T1-like", "thick")
+
+
+def scan_variant(image: Volume, label: Volume, kind: str) -> tuple[Volume, Volume]:
+    """A scan and its expert mask as they are ("original"), at ~4 mm slices ("thick": :func:`thick_copies`), or in a
+    contrast no training scan has ("inverted", "T1-like": :func:`saunet.experiments.qc_calibration.contrasts`)."""
+    if kind == "original":
+        return image, label
+    if kind == "thick":
+        return thick_copies(image, label)[:2]
+    return Volume(contrasts(image.array)[kind].astype(np.float32), image.reference, image.path), label
 
 
 def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
