@@ -15,7 +15,9 @@ from saunet.inference import (
     OnnxModel,
     Segmenter,
     TorchModel,
+    body_box,
     forward_in_chunks,
+    logits_in_box,
     predict_logits,
 )
 from saunet.orientation import volume_layout
@@ -342,6 +344,27 @@ def test_an_ensemble_of_models_that_name_classes_differently_is_refused(tmp_path
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and str(tiny_checkpoint) in result.stderr and "label_map" in result.stderr
     assert not list(tmp_path.glob("s.*"))
+
+
+def test_a_later_ensemble_member_runs_on_the_first_members_body_slices_as_on_the_whole_volume(tiny_level_checkpoint):
+    model = Segmenter(tiny_level_checkpoint).models[0]
+    image = np.random.default_rng(0).normal(size=(1, 1, 20, 48, 48)).astype(np.float32)
+    whole = predict_logits(model, image, model.slice_halo, 0)[0]
+    elsewhere = np.full_like(whole, -7.0)
+    part = logits_in_box(model, image, (slice(5, 11), slice(0, 48), slice(0, 48)), elsewhere, chunk=4)
+    assert np.allclose(part[:, 5:11], whole[:, 5:11], atol=1e-4)  # its neighbours ran with the span's edge slices
+    assert (part[:, :5] == -7.0).all() and (part[:, 11:] == -7.0).all()
+    assert np.allclose(logits_in_box(model, image, None, elsewhere, chunk=4), whole, atol=1e-4)
+    cropped = logits_in_box(model, image, (slice(5, 11), slice(0, 32), slice(16, 48)), elsewhere, chunk=4)
+    assert (cropped[:, 5:11, 32:] == -7.0).all() and (cropped[:, 5:11, :, :16] == -7.0).all()
+
+
+def test_the_first_members_body_box_is_widened_by_the_margins_on_the_pooling_grid():
+    logits = np.zeros((3, 20, 100, 100), np.float32)
+    logits[2, 4:7, 40:45, 70:72] = 1.0  # level 2 outscores background there
+    assert body_box(logits, (3, 0, 0)) == (slice(1, 10), slice(32, 64), slice(64, 96))
+    assert body_box(logits, (5, 10, 30)) == (slice(0, 12), slice(0, 64), slice(32, 100))
+    assert body_box(np.zeros_like(logits), (3, 0, 0)) is None
 
 
 def test_an_int8_export_segments_as_its_float_export(tmp_path, tiny_level_checkpoint, phantom_data):

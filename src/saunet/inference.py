@@ -20,9 +20,10 @@ import numpy as np
 from saunet.checkpoints import Checkpoint
 from saunet.errors import InputError
 from saunet.imageio import Volume
+from saunet.labels import LabelMap
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
-from saunet.preprocessing import Grid, Preprocessor
+from saunet.preprocessing import Grid, Preprocessor, foreground_bounds
 from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess, member_disagreement
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -36,6 +37,12 @@ DEFAULT_ONNX = SHIPPED_ONNX[0]
 CHUNK_SLICES = 12
 # What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
 ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
+# Members after the first run only on the box where the first finds a body and this many slices, rows and columns
+# beyond; elsewhere the first's logits stand for theirs (reports/levels/seed-ensemble/member-box.md).
+MEMBER_MARGINS = (3, 32, 32)
+# A 2D network that pools five times sees an in-plane crop as it sees the whole image only if the crop starts on
+# its 32-pixel grid (the network pads at the end).
+POOLING_ALIGNMENT = 32
 
 
 def chunk_bounds(depth: int, chunk: int) -> list[int]:
@@ -197,6 +204,36 @@ class TorchModel:
         return self._run(self.module.boundary_terms, edges)
 
 
+def body_box(logits: np.ndarray, margins: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+    """The box of ``logits`` (channels, D, H', W') around every voxel they decode as a body, widened by ``margins``
+    (slices, rows, columns) each side within the volume; None when none decodes so."""
+    bounds = foreground_bounds(LabelMap.decoded_as_foreground(logits))
+    if bounds is None:
+        return None
+    span = slice(max(bounds[0].start - margins[0], 0), min(bounds[0].stop + margins[0], logits.shape[1]))
+    return span, *(aligned(b.start - m, b.stop + m, n) for b, m, n in zip(bounds[1:], margins[1:], logits.shape[2:]))
+
+
+def aligned(start: int, stop: int, size: int, step: int = POOLING_ALIGNMENT) -> slice:
+    """[start, stop) widened to multiples of ``step`` within [0, size): a crop that pools on the whole image's grid."""
+    return slice(max(start // step * step, 0), min(-(-stop // step) * step, size))
+
+
+def logits_in_box(model, image: np.ndarray, box: tuple[slice, slice, slice] | None, elsewhere: np.ndarray,
+                  chunk: int) -> np.ndarray:
+    """``model``'s logits (channels, D, H', W') for ``image`` (1, 1, D, H', W') inside ``box``, run on that crop (and
+    the ``slice_halo`` slices either side, so that a box of whole slices gets a whole-volume pass's logits), and
+    ``elsewhere``'s outside it. A model whose halo is unknown (None), or no ``box``, runs on the whole volume."""
+    if box is None or model.slice_halo is None:
+        return predict_logits(model, image, model.slice_halo, chunk)[0]
+    span, rows, columns = box
+    low, high = max(span.start - model.slice_halo, 0), min(span.stop + model.slice_halo, image.shape[2])
+    part = predict_logits(model, np.ascontiguousarray(image[:, :, low:high, rows, columns]), model.slice_halo, chunk)[0]
+    logits = elsewhere.copy()
+    logits[:, span, rows, columns] = part[:, span.start - low : span.stop - low]
+    return logits
+
+
 def mean_logits(members: list[np.ndarray]) -> np.ndarray:
     """An ensemble's logits: its members' mean, in one new array (one model's logits as they are)."""
     if len(members) == 1:
@@ -314,8 +351,10 @@ class Segmenter:
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         intensities = self.preprocessor.normalised(volume.array)
         image = self.preprocessor.image_like(intensities, grid)[None, None]
-        members = [predict_logits(model, image, model.slice_halo, self.chunk_slices)[0] for model in self.models]
-        return members, grid, intensities
+        first = predict_logits(self.models[0], image, self.models[0].slice_halo, self.chunk_slices)[0]
+        box = body_box(first, MEMBER_MARGINS)
+        others = [logits_in_box(model, image, box, first, self.chunk_slices) for model in self.models[1:]]
+        return [first, *others], grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
