@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from saunet.checkpoints import Checkpoint
+from saunet.config import RecipeError
 from saunet.datasets import list_cases
 from saunet.training import TrainConfig, augment, sample_batch, segmentation_loss, train, training_batches
 
@@ -166,6 +167,26 @@ def test_appearance_is_one_change_per_stack_drawn_from_the_generator():
     again = vary_appearance(stacks, np.random.default_rng(1), noiseless)
     assert torch.equal(varied, again)
     assert not torch.equal(varied, vary_appearance(stacks, np.random.default_rng(2), noiseless))
+
+
+def test_contrast_curves_reorder_brightness_in_their_share_of_stacks_keeping_mean_and_spread():
+    from saunet.training import remap_contrast
+
+    ramp = torch.linspace(-2.0, 2.0, 64).expand(40, 1, 3, 64, 64).clone()  # brightness rising along each row
+    rng = np.random.default_rng(0)
+    curved = remap_contrast(ramp, rng, share=0.5)
+    changed = (curved - ramp).abs().amax(dim=(1, 2, 3, 4)) > 1e-3
+    assert 8 < int(changed.sum()) < 32  # about half the stacks
+    assert torch.allclose(curved.mean(dim=(1, 2, 3, 4)), ramp.mean(dim=(1, 2, 3, 4)), atol=1e-4)
+    assert torch.allclose(curved.std(dim=(1, 2, 3, 4)), ramp.std(dim=(1, 2, 3, 4)), atol=1e-3)
+    falls = (curved[changed][..., 1:] - curved[changed][..., :-1] < -1e-4).flatten(1).any(1)
+    assert falls.float().mean() > 0.9  # almost no curve keeps the order of brightness, as any gamma would
+    assert torch.equal(remap_contrast(ramp, rng, share=0.0), ramp)
+
+
+def test_a_share_of_contrast_curves_outside_0_to_1_is_refused():
+    with pytest.raises(RecipeError, match="contrast_curves"):
+        TrainConfig(contrast_curves=1.5)
 
 
 def test_kill_9_then_resume_loses_at_most_one_epoch(phantom_data, tmp_path):

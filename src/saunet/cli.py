@@ -34,6 +34,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--appearance", action="store_true",
                    help="also vary the MRI appearance of the training stacks: bias field, gamma (also inverted), noise, "
                         "blur, lower resolution (for scanners and contrasts the training data lack)")
+    g.add_argument("--contrast-curves", type=float, default=DEFAULTS.contrast_curves, metavar="SHARE",
+                   help="share of slice stacks whose intensities pass through a random non-monotonic curve, for "
+                        "contrasts the training data lack (default %(default)s)")
     g.add_argument("--no-channels-last", action="store_true",
                    help="train the 2D models in the plain NCHW memory format (slower on CPU; same function)")
     g.add_argument("--soft-labels", action="store_true",
@@ -86,6 +89,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             model=models[0], model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
+            contrast_curves=args.contrast_curves,
             channels_last=not args.no_channels_last,
             soft_labels=args.soft_labels, thick_slices=args.thick_slices, ema=args.ema,
             unannotated_anywhere=args.unannotated_anywhere,

@@ -40,6 +40,9 @@ class TrainConfig:
     # MRI appearance augmentation on top (saunet.training.vary_appearance): bias field, gamma (also inverted),
     # noise, blur, lower resolution; for scanners and contrasts not in the training data.
     appearance: bool = False
+    # Share of stacks whose intensities pass through a random non-monotonic curve (saunet.training.remap_contrast):
+    # for contrasts that order the tissues' brightness otherwise than the training scans (T1 against T2).
+    contrast_curves: float = 0.0
     channels_last: bool = True  # the 2D models train channels-last (saunet.training.training_form)
     # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
     # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).
@@ -67,6 +70,8 @@ class TrainConfig:
             raise RecipeError("loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0 <= self.thick_slices <= 1:
             raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
+        if not 0 <= self.contrast_curves <= 1:
+            raise RecipeError("contrast_curves", f"{self.contrast_curves} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.ema < 1:
             raise RecipeError("ema", f"{self.ema} is not a decay from 0 (off) to below 1")
         if self.loader_workers < 0:

@@ -32,6 +32,8 @@ from saunet.postprocessing import PostprocessingSettings, label_components
 from saunet.preprocessing import Preprocessor
 from saunet.quality import TrainingProfile, training_profile
 
+CURVE_KNOTS = 6  # points of a random intensity curve (remap_contrast): a few tissues' brightness, each free
+
 
 @dataclass
 class PreparedCase:
@@ -294,6 +296,25 @@ def vary_appearance(images: torch.Tensor, rng: np.random.Generator, transforms=N
     return varied
 
 
+def remap_contrast(images: torch.Tensor, rng: np.random.Generator, share: float, knots: int = CURVE_KNOTS) -> torch.Tensor:
+    """(B, 1, S, P, P) normalised stacks -> the same with ``share`` of them (drawn per stack) passed through a random
+    intensity curve: values drawn uniformly at ``knots`` evenly spaced points of the stack's intensity range,
+    interpolated linearly, so any order of the tissues' brightness can come out (dark bodies among bright discs,
+    as T1 shows them, or the reverse), the stack's mean and spread kept. The body must then be told by its shape
+    and edges, not its brightness: a global intensity non-linearity for contrasts no training scan has (as GIN,
+    Ouyang et al., IEEE TMI 2023, for single-source domain generalisation)."""
+    varied = images.clone()
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        stack = images[i].float()
+        low, high = stack.min(), stack.max()
+        unit = ((stack - low) / (high - low).clamp_min(1e-6)).cpu().numpy()
+        curve = np.interp(unit, np.linspace(0.0, 1.0, knots), rng.uniform(0.0, 1.0, knots))
+        curved = torch.as_tensor(curve, dtype=stack.dtype, device=stack.device)
+        curved = (curved - curved.mean()) / curved.std().clamp_min(1e-6)
+        varied[i] = (curved * stack.std() + stack.mean()).to(images.dtype)
+    return varied
+
+
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, known: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (binary, one channel) or cross-entropy (K+1 channels) against (B, K, ...) targets for classes 1..K
     (0/1 or fractions; background is what they leave), plus soft Dice for 'dice-bce' and 'batch-dice-bce'
@@ -386,6 +407,8 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
         images, targets, known = augment(images, targets, rng, config.soft_labels, known)
     if config.appearance:
         images = vary_appearance(images.cpu(), rng).to(device)
+    if config.contrast_curves:
+        images = remap_contrast(images, rng, config.contrast_curves)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
     loss = segmentation_loss(logits.float(), targets, config.loss, known)

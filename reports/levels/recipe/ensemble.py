@@ -29,14 +29,21 @@ def pairs(values: list[str]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in values)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def runs_parser(description: str, run_help: str) -> argparse.ArgumentParser:
+    """The arguments of a script that scores CV runs trained on the same folds: the CV folder whose splits they
+    share, the folds, the data sets, the runs (NAME=...) and the output folder."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("cv", type=Path, help="CV folder whose splits.json the runs share")
     parser.add_argument("--folds", type=lambda text: [int(k) for k in text.split(",")], required=True)
     parser.add_argument("--data", type=Path, nargs="+", required=True)
-    parser.add_argument("--run", action="append", required=True, help="NAME=CV folder of a member")
-    parser.add_argument("--ensemble", action="append", required=True, help="LABEL=NAME+NAME+...")
+    parser.add_argument("--run", action="append", required=True, help=run_help)
     parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main() -> None:
+    parser = runs_parser(__doc__.splitlines()[0], "NAME=CV folder of a member")
+    parser.add_argument("--ensemble", action="append", required=True, help="LABEL=NAME+NAME+...")
     arguments = parser.parse_args()
     torch.set_num_threads(2)
     splits = json.loads((arguments.cv / "splits.json").read_text())["folds"]
