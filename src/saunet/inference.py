@@ -347,12 +347,13 @@ class Segmenter:
         return mean_logits(members), grid, intensities
 
     def member_logits(self, volume: Volume, layout: Layout) -> tuple[list[np.ndarray], Grid, np.ndarray]:
-        """As :meth:`network_logits`, each member's logits apart."""
+        """As :meth:`network_logits`, each member's logits apart; members after the first run on the box around the
+        first one's bodies (:data:`MEMBER_MARGINS`) and take its logits outside it."""
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         intensities = self.preprocessor.normalised(volume.array)
         image = self.preprocessor.image_like(intensities, grid)[None, None]
         first = predict_logits(self.models[0], image, self.models[0].slice_halo, self.chunk_slices)[0]
-        box = body_box(first, MEMBER_MARGINS)
+        box = body_box(first, MEMBER_MARGINS) if len(self.models) > 1 else None
         others = [logits_in_box(model, image, box, first, self.chunk_slices) for model in self.models[1:]]
         return [first, *others], grid, intensities
 
