@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -150,8 +151,8 @@ def network_images(onnx_path: Path, scans: list[Path]) -> list:
 
 def quantize_onnx(onnx_path: Path, scans: list[Path], out_path: Path) -> Path:
     """An ONNX export with 8-bit integer weights and activations (ONNX Runtime's static quantization, QDQ format,
-    weights per channel), its activation ranges calibrated on the middle slices of ``scans`` (training scans: the
-    ranges a test scan's activations are cut to). Written atomically."""
+    weights per channel), its activation ranges calibrated on the middle slices of ``scans`` (scans like those it will
+    segment: activations beyond the ranges are cut). Written atomically."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from saunet.inference import OnnxModel
@@ -172,7 +173,13 @@ def quantize_onnx(onnx_path: Path, scans: list[Path], out_path: Path) -> Path:
         def get_next(self):
             return next(self.left, None)
 
-    with atomic_path(out_path) as tmp:  # the export's metadata comes along
-        quantize_static(str(onnx_path), str(tmp), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quiet = logging.getLogger()  # ONNX Runtime's quantizer advises on the root logger, e.g. to pre-process first
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with atomic_path(out_path) as tmp:  # the export's metadata comes along
+            quantize_static(str(onnx_path), str(tmp), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        quiet.setLevel(level)
     return out_path
