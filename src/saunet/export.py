@@ -132,18 +132,18 @@ def calibration_scans(sources: list[Path]) -> list[Path]:
     return scans
 
 
-def network_images(onnx_path: Path, scans: list[Path]) -> list:
-    """Each scan as ``onnx_path``'s network sees it: (1, 1, D, H', W') float32 on its grid, its middle slices."""
+def network_images(checkpoint: Checkpoint, scans: list[Path]) -> list:
+    """Each scan as the network of ``checkpoint`` sees it: (1, 1, D, H', W') float32 on its grid, its middle slices."""
     from saunet.imageio import read_volume
-    from saunet.inference import Segmenter
     from saunet.orientation import volume_layout
+    from saunet.preprocessing import Preprocessor
 
-    segmenter = Segmenter(onnx_path)
+    preprocessor = Preprocessor(checkpoint.preprocessing)
     images = []
     for scan in scans:
         volume = read_volume(scan)
-        grid = segmenter.preprocessor.grid(volume.array.shape, volume.spacing, volume_layout(volume, segmenter.slice_axis))
-        image = segmenter.preprocessor.image_like(segmenter.preprocessor.normalised(volume.array), grid)
+        grid = preprocessor.grid(volume.array.shape, volume.spacing, volume_layout(volume, checkpoint.slice_axis))
+        image = preprocessor.image(volume.array, grid)
         middle = max(image.shape[0] // 2 - CALIBRATION_SLICES // 2, 0)
         images.append(image[None, None, middle : middle + CALIBRATION_SLICES].copy())
     return images
@@ -155,11 +155,11 @@ def quantize_onnx(onnx_path: Path, scans: list[Path], out_path: Path) -> Path:
     segment: activations beyond the ranges are cut). Written atomically."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from saunet.inference import OnnxModel
+    from saunet.inference import load_model
 
-    model = OnnxModel(onnx_path)
+    model = load_model(onnx_path, "cpu", bf16=False, channels_last=False)  # refuses an export without saunet's metadata
     feeds = []
-    for image in network_images(onnx_path, scans):
+    for image in network_images(model.checkpoint, scans):
         feed = {"image": image}
         if model.has_boundary_terms:  # the boundary graph's input: the features either side of a chunk boundary
             edges, _ = model.edges_and_logits(image)

@@ -210,12 +210,14 @@ def body_box(logits: np.ndarray, margins: tuple[int, int, int]) -> tuple[slice, 
     bounds = foreground_bounds(LabelMap.decoded_as_foreground(logits))
     if bounds is None:
         return None
-    span = slice(max(bounds[0].start - margins[0], 0), min(bounds[0].stop + margins[0], logits.shape[1]))
-    return span, *(aligned(b.start - m, b.stop + m, n) for b, m, n in zip(bounds[1:], margins[1:], logits.shape[2:]))
+    steps = (1, POOLING_ALIGNMENT, POOLING_ALIGNMENT)  # slices as they come, in-plane on the pooling grid
+    return tuple(aligned(b.start - m, b.stop + m, n, step)
+                 for b, m, n, step in zip(bounds, margins, logits.shape[1:], steps))
 
 
-def aligned(start: int, stop: int, size: int, step: int = POOLING_ALIGNMENT) -> slice:
-    """[start, stop) widened to multiples of ``step`` within [0, size): a crop that pools on the whole image's grid."""
+def aligned(start: int, stop: int, size: int, step: int) -> slice:
+    """[start, stop) widened to multiples of ``step`` within [0, size): with the pooling grid's step, a crop that
+    pools as the whole image does."""
     return slice(max(start // step * step, 0), min(-(-stop // step) * step, size))
 
 

@@ -50,7 +50,7 @@ def main() -> None:
             reference = segmenter.label_map.apply(label.array)
             layout = volume_layout(image, segmenter.slice_axis)
             grid = segmenter.preprocessor.grid(image.array.shape, image.spacing, layout)
-            network_image = segmenter.preprocessor.image_like(segmenter.preprocessor.normalised(image.array), grid)
+            network_image = segmenter.preprocessor.image(image.array, grid)
             model = segmenter.models[0]
             first = predict_logits(model, network_image[None, None], model.slice_halo, segmenter.chunk_slices)[0]
             whole = None
