@@ -1,10 +1,13 @@
 """Quality control: body confidence, level naming, scan verdicts, and images unlike the training scans."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field
 from saunet.quality import (
+    THRESHOLDS,
     TrainingProfile,
     assess_map,
     body_quality,
@@ -12,6 +15,7 @@ from saunet.quality import (
     member_disagreement,
     naming_margin,
     profile_of,
+    rejudged,
     scan_statistics,
     scan_verdict,
     unfamiliar,
@@ -165,3 +169,21 @@ def test_disagreeing_ensemble_members_make_a_scan_a_check():
     parted = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.6)
     assert parted.verdict == "check" and "disagree on 60%" in parted.reasons[0]
     assert parted.statistics["member_disagreement"] == 0.6
+
+
+def test_a_saved_verdict_judged_again_says_the_same_with_its_thresholds_and_follows_other_ones():
+    labels = column((2, 3, 5, 6, 7))  # L2 missing: a gap, which no threshold moves
+    probabilities = probabilities_for(labels)
+    probabilities[5][labels == 7], probabilities[6][labels == 7] = 0.3, 0.4  # L5: votes split with L4
+    bodies = body_quality(labels, labels, probabilities, SPACING)
+    profile = TrainingProfile({"body_intensity": (0.2, 0.8)})
+    said = scan_verdict(bodies, {"body_intensity": 3.0}, profile, level_gaps(labels), 0.9, disagreement=0.3)
+    assert said.verdict == "check" and len(said.reasons) == 5  # unlike, gap, disagreement, L5's confidence and votes
+    again = rejudged(said.to_dict(), THRESHOLDS)
+    assert (again.verdict, again.reasons, again.statistics) == (said.verdict, said.reasons, said.statistics)
+    lenient = rejudged(said.to_dict(), replace(THRESHOLDS, member_disagreement=0.5, level_agreement=0.1,
+                                                          body_confidence=0.0))
+    assert lenient.reasons == said.reasons[:2]  # the image and the gap stay said
+    strict = rejudged(said.to_dict(), replace(THRESHOLDS, min_bodies=6, body_confidence=0.99))
+    assert strict.verdict == "check" and "only 5 vertebral bodies found" in strict.reasons[0]
+    assert sum("low confidence" in r for r in strict.reasons) == 5

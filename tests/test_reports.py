@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from saunet.checkpoints import Checkpoint
 from saunet.experiments.reports import metrics_table, overlay_figure, paired_table, sagittal_view
@@ -343,7 +344,7 @@ def test_cross_site_scores_every_scan_of_the_given_sets_at_its_own_and_at_thick_
     assert "python -m saunet.experiments.cross_site --cv" in report and f"| {name} (~4 mm) | 6 |" in report
 
 
-def test_qc_calibration_of_an_ensemble_judges_and_measures_the_ensembles_own_predictions(phantom_data, tmp_path):
+def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_and_judges_them_again(phantom_data, tmp_path):
     import shutil
 
     from saunet.experiments import qc_calibration
@@ -365,6 +366,16 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_the_ensembles_own_pre
     written = sorted(p.name.split(".")[0] for p in (tmp_path / "qc" / "predictions").iterdir())
     assert written == sorted(tested)  # the ensemble's own masks, which the measurements then read
     assert sorted(r["case"] for r in json.loads((tmp_path / "qc" / "measures.json").read_text())) == sorted(tested)
+    saved = (tmp_path / "qc" / "fold_0.json").read_text()
+    qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--member", str(tmp_path / "seed1"), "--data", str(phantom_data),
+                         "--epochs", "1", "--out", str(tmp_path / "qc"), "--threshold", "member_disagreement=-1"])
+    again = json.loads((tmp_path / "qc" / "qc_cases.json").read_text())
+    assert all(r["verdict"] != "ok" and any("disagree" in x for x in r["reasons"]) for r in again)
+    assert (tmp_path / "qc" / "fold_0.json").read_text() == saved  # judged again from the saved rows
+    with pytest.raises(SystemExit) as refused:
+        qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--data", str(phantom_data), "--out", str(tmp_path / "qc"),
+                             "--threshold", "courage=1"])
+    assert refused.value.code == 2
 
 
 def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_fracture_the_expert_mask_lacks(tmp_path):

@@ -44,6 +44,7 @@ class Thresholds:
 
 
 THRESHOLDS = Thresholds()
+UNLIKE, GAP = "image unlike the training scans: ", "gap in the level sequence: "  # reasons no threshold moves
 STATISTICS = ("slice_spacing_mm", "in_plane_spacing_mm", "field_cc_mm", "body_intensity", "body_contrast")
 INTENSITY = ("body_intensity", "body_contrast")
 
@@ -212,23 +213,29 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
             p = inside_probabilities[:, mine]
             votes = model_votes(p[k], np.delete(p, k, axis=0))
         found.append((value, *votes, mine.sum() * voxel_cm3))
-    volumes = np.array([v for *_, v in found])
-    result = []
-    for i, (value, confidence, agreement, volume) in enumerate(found):
-        others = np.delete(volumes, i)
-        ratio = volume / np.median(others) if len(others) else 1.0
-        whole = value not in cut
-        flags = [text for bad, text in (
-            (whole and confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
-            (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
-            (whole and not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
-             f"volume {ratio:.1f} x the other bodies'"),
-            (whole and not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1],
-             f"implausible volume {volume:.1f} cm3"),
-        ) if bad]
-        result.append(BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume, flags,
-                                  not whole))
-    return result
+    ratios = volume_ratios([v for *_, v in found])
+    return [BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume,
+                        body_flags(confidence, agreement, volume, ratio, value not in cut, thresholds), value in cut)
+            for (value, confidence, agreement, volume), ratio in zip(found, ratios)]
+
+
+def volume_ratios(volumes: list[float]) -> list[float]:
+    """Each body's volume against the median of the others' (1 for a lone body)."""
+    return [v / np.median(volumes[:i] + volumes[i + 1:]) if len(volumes) > 1 else 1.0 for i, v in enumerate(volumes)]
+
+
+def body_flags(confidence: float, agreement: float, volume: float, ratio: float, whole: bool,
+               thresholds: Thresholds = THRESHOLDS) -> list[str]:
+    """What QC says of one body: its confidence, level votes and volume (``ratio``: against the other bodies'),
+    the first and the volume judged only when the body is ``whole``ly imaged."""
+    return [text for bad, text in (
+        (whole and confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
+        (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
+        (whole and not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
+         f"volume {ratio:.1f} x the other bodies'"),
+        (whole and not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1],
+         f"implausible volume {volume:.1f} cm3"),
+    ) if bad]
 
 
 def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
@@ -273,9 +280,11 @@ def level_gaps(levels: np.ndarray) -> list[int]:
 
 
 def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
-                 margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None) -> Verdict:
+                 margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None,
+                 said: list[str] = ()) -> Verdict:
     """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
-    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model)."""
+    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``said``: reasons no
+    threshold moves, already said of this scan, as :func:`rejudged` keeps them)."""
     fails, checks = [], []
     if len(bodies) < 3:
         fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
@@ -283,9 +292,10 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
         checks.append(f"only {len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
     if bodies and np.mean([b.confidence for b in bodies]) < thresholds.fail_confidence:
         fails.append(f"low confidence throughout (mean {np.mean([b.confidence for b in bodies]):.2f})")
-    checks += [f"image unlike the training scans: {r}" for r in unfamiliar(statistics, profile)]
+    checks += [UNLIKE + r for r in unfamiliar(statistics, profile)]
     if gaps:
-        checks.append("gap in the level sequence: " + ", ".join(LEVELS.get(v, str(v)) for v in gaps) + " missing")
+        checks.append(GAP + ", ".join(LEVELS.get(v, str(v)) for v in gaps) + " missing")
+    checks += said
     if margin is not None and bodies and margin < thresholds.naming_margin:
         checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
     if disagreement is not None and disagreement > thresholds.member_disagreement:
@@ -295,6 +305,20 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
     verdict = "fail" if fails else "check" if checks else "ok"
     return Verdict(verdict, fails + checks, bodies,
                    {**statistics, "naming_margin": margin, "member_disagreement": disagreement})
+
+
+def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
+    """A saved verdict (:meth:`Verdict.to_dict`) judged again with other ``thresholds``, no model run: each body's
+    flags from its saved confidence, votes and volume, the scan's from its saved naming margin and members'
+    disagreement; what no threshold moves (an image unlike the training scans, a gap in the levels) as it was said."""
+    ratios = volume_ratios([b["volume_cm3"] for b in saved["bodies"]])
+    bodies = [BodyQuality(b["level"], b["name"], b["confidence"], b["level_agreement"], b["volume_cm3"],
+                          body_flags(b["confidence"], b["level_agreement"], b["volume_cm3"], ratio,
+                                     not b["cut_by_field"], thresholds), b["cut_by_field"])
+              for b, ratio in zip(saved["bodies"], ratios)]
+    statistics = saved["statistics"]
+    return scan_verdict(bodies, statistics, TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
+                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))])
 
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,

@@ -4,7 +4,8 @@ Each fold's model segments its own test scans, as they are and in two contrasts 
 (the intensities inverted; a T1-like transform that darkens fluid and brightens mid-grey tissue); each result
 gets its QC verdict and body-wise scores against the expert masks. The measurements of every level of the
 cross-validation's predictions (``fold_K/predictions``, written by ``saunet cv``) are compared with the same
-measurements of the expert masks (Bland-Altman).
+measurements of the expert masks (Bland-Altman). ``--threshold NAME=VALUE`` judges the saved verdicts again with
+other QC thresholds, without running a model (how thresholds are chosen for a new model).
 
     python -m saunet.experiments.qc_calibration --cv runs/cv-levels --model sau-net \
         --data ../shared/data/lumbar-t2 --data ../shared/data/lumbar-water-fat --out reports/qc
@@ -16,6 +17,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from saunet.evaluation import body_metrics
 from saunet.files import write_json, write_text
 from saunet.measurement import measure_levels
 from saunet.orientation import volume_layout, world_direction
-from saunet.quality import training_profile
+from saunet.quality import THRESHOLDS, Thresholds, rejudged, training_profile
 
 BAD, GOOD = 0.80, 0.92  # body-wise Dice: the issue's "segmented badly" and "segmented well"
 MEASURES = ("volume_cm3", "anterior_height_mm", "middle_height_mm", "posterior_height_mm")
@@ -228,9 +230,10 @@ def bland_altman_figure(pairs: dict, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
-    """The command line of an experiment on a CV folder's finished folds (this one and thick_slices)."""
-    parser = argparse.ArgumentParser(description=description)
+def fold_arguments(description: str, argv: list[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The command line of an experiment on a CV folder's finished folds (this one and thick_slices), added to
+    ``parser`` (one with the experiment's own options) or to a new one."""
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--cv", required=True, type=Path)
     parser.add_argument("--member", action="append", default=[], type=Path, metavar="CV",
                         help="a further CV folder of the same folds: each fold segments with the ensemble of its "
@@ -242,12 +245,35 @@ def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespa
     return parser.parse_args(argv)
 
 
+def threshold_setting(setting: str) -> tuple[str, float | int | tuple[float, ...]]:
+    """One NAME=VALUE of :class:`~saunet.quality.Thresholds` (a pair as LOW,HIGH), typed as its default."""
+    name, _, value = setting.partition("=")
+    if not hasattr(THRESHOLDS, name):
+        raise argparse.ArgumentTypeError(f"no threshold named {name!r}; there are {', '.join(asdict(THRESHOLDS))}")
+    default = getattr(THRESHOLDS, name)
+    try:
+        return name, tuple(float(v) for v in value.split(",")) if isinstance(default, tuple) else type(default)(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{setting!r} is not {name}=NUMBER") from None
+
+
+def rejudge(rows: list[dict], thresholds: Thresholds) -> list[dict]:
+    """The rows with each scan's verdict judged again with ``thresholds`` from its saved quality (no model run)."""
+    judged = [rejudged(row["quality"], thresholds) for row in rows]
+    return [{**row, "verdict": v.verdict, "reasons": v.reasons, "quality": v.to_dict()} for row, v in zip(rows, judged)]
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = fold_arguments(__doc__.splitlines()[0], argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threshold", action="append", default=[], type=threshold_setting, metavar="NAME=VALUE",
+                        help="judge the verdicts again with this QC threshold (saunet.quality.Thresholds; a pair as "
+                             "LOW,HIGH) from the fold rows' saved quality, without running a model; repeat for more")
+    args = fold_arguments(__doc__.splitlines()[0], argv, parser)
     args.out.mkdir(parents=True, exist_ok=True)
     ensemble = args.out if args.member else None
     rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member), args.cv,
                              args.model, args.data, ensemble)
+    rows = rejudge(rows, replace(THRESHOLDS, **dict(args.threshold))) if args.threshold else rows
     write_json(rows, args.out / "qc_cases.json")
     measured = measured_predictions(args.cv, args.model, args.data, ensemble)
     write_json(measured, args.out / "measures.json")
