@@ -230,10 +230,14 @@ def bland_altman_figure(pairs: dict, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def fold_arguments(description: str, argv: list[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
-    """The command line of an experiment on a CV folder's finished folds (this one and thick_slices), added to
-    ``parser`` (one with the experiment's own options) or to a new one."""
-    parser = parser or argparse.ArgumentParser(description=description)
+def fold_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of an experiment on a CV folder's finished folds (this one, thick_slices, cross_site)."""
+    return fold_parser(description).parse_args(argv)
+
+
+def fold_parser(description: str) -> argparse.ArgumentParser:
+    """The options every experiment on a CV folder's finished folds takes; an experiment may add its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cv", required=True, type=Path)
     parser.add_argument("--member", action="append", default=[], type=Path, metavar="CV",
                         help="a further CV folder of the same folds: each fold segments with the ensemble of its "
@@ -242,7 +246,7 @@ def fold_arguments(description: str, argv: list[str] | None, parser: argparse.Ar
     parser.add_argument("--data", action="append", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--epochs", type=int, default=20, help="the folds' epochs: unfinished folds are left out")
-    return parser.parse_args(argv)
+    return parser
 
 
 def threshold_setting(setting: str) -> tuple[str, float | int | tuple[float, ...]]:
@@ -264,11 +268,11 @@ def rejudge(rows: list[dict], thresholds: Thresholds) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = fold_parser(__doc__.splitlines()[0])
     parser.add_argument("--threshold", action="append", default=[], type=threshold_setting, metavar="NAME=VALUE",
                         help="judge the verdicts again with this QC threshold (saunet.quality.Thresholds; a pair as "
                              "LOW,HIGH) from the fold rows' saved quality, without running a model; repeat for more")
-    args = fold_arguments(__doc__.splitlines()[0], argv, parser)
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     ensemble = args.out if args.member else None
     rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member), args.cv,
