@@ -390,3 +390,30 @@ def test_an_int8_export_without_calibration_scans_is_refused(tmp_path, tiny_leve
                     tmp_path / "int8.onnx", "--calibrate", missing)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(missing) in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_result_in_doubt_is_replaced_by_the_fallback_models_which_says_so(tmp_path, tiny_level_checkpoint, monkeypatch):
+    import saunet.inference as inference
+
+    other = second_member(tiny_level_checkpoint, tmp_path / "other.pt")
+    volume = phantom_volume(make_phantom(5, shape=(9, 48, 48)), tmp_path / "x")
+    monkeypatch.setattr(inference, "fallback_triggers", lambda verdict, unlike: ["in doubt"])
+    result, verdict = Segmenter(tiny_level_checkpoint, fallback=other).segment_checked(volume)
+    alone = Segmenter(other).segment(volume)
+    assert result.model == str(other) and np.array_equal(result.labels, alone.labels)
+    assert verdict.verdict != "ok" and verdict.reasons[0].startswith("segmented by the fallback model other.pt")
+    assert Segmenter(tiny_level_checkpoint, fallback=False).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
+    assert Segmenter(tiny_level_checkpoint).fallback_path is None  # a model of one's own: no shipped fallback unasked
+    monkeypatch.setattr(inference, "fallback_triggers", lambda verdict, unlike: [])
+    assert Segmenter(tiny_level_checkpoint, fallback=other).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
+
+
+def test_a_fallback_that_names_classes_otherwise_is_refused(tmp_path, tiny_checkpoint, tiny_level_checkpoint, monkeypatch):
+    import saunet.inference as inference
+    from saunet.errors import InputError
+
+    volume = phantom_volume(make_phantom(5, shape=(9, 48, 48)), tmp_path / "x")
+    monkeypatch.setattr(inference, "fallback_triggers", lambda verdict, unlike: ["in doubt"])
+    with pytest.raises(InputError, match="names its classes otherwise"):
+        Segmenter(tiny_level_checkpoint, fallback=tiny_checkpoint).segment_checked(volume)
+

@@ -11,6 +11,8 @@ from saunet.quality import (
     TrainingProfile,
     assess_map,
     body_quality,
+    fallback_triggers,
+    handed_over,
     level_gaps,
     member_disagreement,
     naming_margin,
@@ -81,6 +83,32 @@ def test_verdicts():
     assert unsure.verdict == "check" and "level names uncertain" in unsure.reasons[0]
     gap = assess_map(column((3, 4, 6, 7, 1)), SPACING)
     assert gap.verdict == "check" and any("gap" in r for r in gap.reasons)
+
+
+def test_a_result_in_doubt_calls_for_the_fallback_model_and_a_sure_one_does_not():
+    labels = column()
+    bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
+    sure = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9)
+    assert fallback_triggers(sure, contrast_unlike=False) == []
+    assert "intensities" in fallback_triggers(sure, contrast_unlike=True)[0]
+    few = scan_verdict(bodies[:4], {}, TrainingProfile(), [], 0.9)  # a check, not a fail: still too few for a lumbar scan
+    assert few.verdict == "check" and fallback_triggers(few, False) == ["4 vertebral bodies found"]
+    unsure = probabilities_for(labels, sure=0.2)
+    failed = scan_verdict(body_quality(labels, labels, unsure, SPACING), {}, TrainingProfile(), [], 0.9)
+    assert failed.verdict == "fail" and fallback_triggers(failed, False) == ["its quality control failed it"]
+
+
+def test_the_fallback_models_result_is_never_passed_off_as_ok():
+    labels = column()
+    bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
+    second = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9)
+    first = scan_verdict(bodies[:2], {}, TrainingProfile(), [], 0.9)
+    handed = handed_over(second, first, fallback_triggers(first, False), "curves.onnx")
+    assert second.verdict == "ok" and handed.verdict == "check"
+    said = handed.reasons[0]
+    assert said.startswith("segmented by the fallback model curves.onnx") and "2 vertebral bodies" in said
+    assert handed.statistics["first_model_reasons"] == first.reasons and handed.bodies == second.bodies
+    assert handed_over(first, second, ["x"], "m").verdict == "fail"
 
 
 def test_an_inverted_image_is_unlike_its_training_scans():

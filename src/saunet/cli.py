@@ -170,7 +170,7 @@ def cmd_segment(args) -> None:
         if args.dicom_seg and not path.is_dir():
             raise InputError(path, "--dicom-seg needs a DICOM series folder as input (a SEG references its source images)")
     segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
-                          max_components=args.max_components)
+                          max_components=args.max_components, fallback=args.fallback)
     levels_model = segmenter.label_map.classes is not None
     for flag, wanted in (("--levels", args.levels), ("--measure", args.measure)):
         if wanted and not levels_model:
@@ -186,7 +186,7 @@ def cmd_segment(args) -> None:
     for path in tqdm(inputs, desc="segmenting", unit="scan", disable=None if several else True):
         volume = read_volume(path)
         target = out / f"{case_id(path)}{output_suffix(path)}" if several else out
-        result = segmenter.segment(volume, args.slice_axis, args.orientation, whole_probabilities=args.prob)
+        result, verdict = segmenter.segment_checked(volume, args.slice_axis, args.orientation, args.prob)
         if result.layout.obliquity > OBLIQUE_WARNING_DEGREES:
             tqdm.write(f"saunet: warning: {path}: slices {result.layout.obliquity:.0f} degrees oblique; segmented on "
                        "the nearest anatomical axes without resampling, so less reliable", file=sys.stderr)
@@ -196,9 +196,8 @@ def cmd_segment(args) -> None:
             write_dicom_seg(labels.astype("uint8"), path, numbered(names), seg_path(target))
         write_like(labels.astype("uint8"), volume, target)
         write_label_tables(names, target)
-        verdict = segmenter.assess(volume, result)
         rows = measure_volume(result.labels, volume, result.layout) if levels_model and (args.measure or report) else None
-        write_record(target, {"command": command_line(), "input": str(path), "model": segmenter.described}, verdict,
+        write_record(target, {"command": command_line(), "input": str(path), "model": result.model}, verdict,
                      rows if args.measure else None)
         if report is not None:
             report.add(case_id(path), volume, result, rows, verdict)
@@ -344,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, action="append",
                    help="checkpoint (.pt) or ONNX export (.onnx); repeat for an ensemble that averages the models' "
                         "logits; default: shipped model")
+    fallback = p.add_mutually_exclusive_group()
+    fallback.add_argument("--fallback", default=True, metavar="MODEL",
+                          help="the model that segments a scan again where quality control finds the first result in "
+                               "doubt (bodies' contrast unlike the training scans', too few bodies, or fail); default: "
+                               "the shipped one (trained with random contrast curves) when the shipped ensemble runs")
+    fallback.add_argument("--no-fallback", dest="fallback", action="store_false",
+                          help="keep the first result whatever quality control finds")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
     p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")

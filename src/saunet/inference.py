@@ -24,7 +24,16 @@ from saunet.labels import LabelMap
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
 from saunet.preprocessing import Grid, Preprocessor, foreground_bounds
-from saunet.quality import CLIP_PERCENTILES, TrainingProfile, Verdict, assess, member_disagreement
+from saunet.quality import (
+    CLIP_PERCENTILES,
+    TrainingProfile,
+    Verdict,
+    assess,
+    fallback_triggers,
+    handed_over,
+    member_disagreement,
+    unlike_contrast,
+)
 
 WEIGHTS = Path(__file__).parent / "weights"
 # The shipped ensemble: one recipe trained from two random starts, whose logits are averaged (docs/model-card.md).
@@ -34,6 +43,10 @@ DEFAULT_MODEL = SHIPPED[0]
 # shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
 SHIPPED_ONNX = tuple(path.with_suffix(".onnx") for path in SHIPPED)
 DEFAULT_ONNX = SHIPPED_ONNX[0]
+# The shipped fallback: the same recipe trained with random contrast curves, which segments contrasts the training
+# scans lack; the ensemble's result is replaced by its where quality control finds it in doubt
+# (quality.fallback_triggers; reports/levels/fallback).
+FALLBACK = WEIGHTS / "spine_levels_sau_net_curves.pt"
 CHUNK_SLICES = 12
 # What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
 ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
@@ -111,6 +124,7 @@ class Segmentation:
     layout: Layout  # how the input's array was brought into the canonical layout
     intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
     disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
+    model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
 
 
 class OnnxModel:
@@ -258,6 +272,17 @@ def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: st
     return list(SHIPPED_ONNX if onnx else SHIPPED)
 
 
+def fallback_path(fallback: str | Path | bool, model_path, device: str, bf16: bool) -> Path | None:
+    """The fallback model to run (None: none): ``fallback`` True takes the shipped one (its ONNX export on the CPU)
+    when the shipped ensemble runs, False none, a path that model."""
+    if fallback is False or (fallback is True and model_path):
+        return None
+    if fallback is not True:
+        return Path(fallback)
+    onnx = FALLBACK.with_suffix(".onnx")
+    return onnx if device == "cpu" and not bf16 and onnx.exists() else FALLBACK
+
+
 def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
     """One model file's network: an ONNX export runs with ONNX Runtime, a checkpoint with PyTorch."""
     if path.suffix != ".onnx":
@@ -293,11 +318,14 @@ class Segmenter:
         bf16: bfloat16 autocast (PyTorch checkpoints only).
         channels_last: run PyTorch models of 2D slices channels-last, which is faster on CPU.
         chunk_slices: slices per chunk (0: the whole volume at once).
+        fallback: the model that segments a scan again where quality control finds the first result in doubt
+            (:meth:`segment_checked`): True the shipped one, if the shipped ensemble runs; False none; or its file.
     """
 
     def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
                  min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
-                 bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES):
+                 bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES,
+                 fallback: str | Path | bool = True):
         self.paths = model_paths(model_path, device, bf16)
         self.models = [load_model(path, device, bf16, channels_last) for path in self.paths]
         check_members(self.paths, self.models)
@@ -311,6 +339,19 @@ class Segmenter:
                                                      learned if max_components is None else max_components)
         self.chunk_slices = chunk_slices
         self.training_profile = TrainingProfile.from_dict(checkpoint.training_profile)
+        self.fallback_path = fallback_path(fallback, model_path, device, bf16)
+        self.fallback_settings = dict(device=device, min_component_mm3=min_component_mm3, max_components=max_components,
+                                      bf16=bf16, channels_last=channels_last, chunk_slices=chunk_slices)
+        self._fallback: Segmenter | None = None
+
+    @property
+    def fallback(self) -> Segmenter:
+        """The fallback model's segmenter, loaded when first needed (most scans never need it)."""
+        if self._fallback is None:
+            self._fallback = Segmenter(self.fallback_path, fallback=False, **self.fallback_settings)
+            if self._fallback.label_map != self.label_map:
+                raise InputError(self.fallback_path, f"names its classes otherwise than {self.paths[0]}")
+        return self._fallback
 
     @property
     def described(self) -> str | list[str]:
@@ -339,7 +380,19 @@ class Segmenter:
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout,
-                            intensities, disagreement)
+                            intensities, disagreement, self.described)
+
+    def segment_checked(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
+                        whole_probabilities: bool = False) -> tuple[Segmentation, Verdict]:
+        """:meth:`segment` and its quality control; where that calls for it (:func:`quality.fallback_triggers`), the
+        fallback model's segmentation and verdict instead, which says so."""
+        result = self.segment(volume, slice_axis, orientation, whole_probabilities)
+        verdict = self.assess(volume, result)
+        triggers = fallback_triggers(verdict, unlike_contrast(verdict.statistics, self.training_profile))
+        if not triggers or self.fallback_path is None:
+            return result, verdict
+        second = self.fallback.segment(volume, slice_axis, orientation, whole_probabilities)
+        return second, handed_over(self.fallback.assess(volume, second), verdict, triggers, self.fallback_path.name)
 
     def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned

@@ -321,6 +321,32 @@ def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
                         statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))])
 
 
+def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
+    """Whether the bodies' intensity statistics are unlike the training scans' (:func:`unfamiliar`)."""
+    return bool(unfamiliar({name: statistics.get(name, float("nan")) for name in INTENSITY}, profile))
+
+
+def fallback_triggers(verdict: Verdict, contrast_unlike: bool, thresholds: Thresholds = THRESHOLDS) -> list[str]:
+    """What in ``verdict`` calls for a second opinion from a model trained for contrasts its model's training scans
+    lack (none: nothing does): the bodies' contrast unlike the training scans' (``contrast_unlike``), fewer bodies
+    than a lumbar scan shows, or a failed result. A model trained on two contrasts segments a third one badly and is
+    sure of it; these are the signs it leaves (reports/levels/fallback)."""
+    triggers = ["the bodies' intensities are unlike the training scans'"] if contrast_unlike else []
+    if len(verdict.bodies) < thresholds.min_bodies:
+        triggers.append(f"{len(verdict.bodies)} vertebral bodies found")
+    if verdict.verdict == "fail":
+        triggers.append("its quality control failed it")
+    return triggers
+
+
+def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: str) -> Verdict:
+    """The fallback ``model``'s ``verdict`` on its own result, said to be that: at least ``check``, why the first
+    model's result (QC'd ``first``) was not kept (its ``triggers``), and that result's reasons among the statistics."""
+    said = f"segmented by the fallback model {model}, as the first model's result was in doubt: " + "; ".join(triggers)
+    return Verdict("fail" if verdict.verdict == "fail" else "check", [said, *verdict.reasons], verdict.bodies,
+                   {**verdict.statistics, "fallback_model": model, "first_model_reasons": first.reasons})
+
+
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
            normalised: np.ndarray | None = None, disagreement: float | None = None) -> Verdict:

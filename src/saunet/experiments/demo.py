@@ -58,9 +58,8 @@ def run_demo(out: Path, data: Path | None = None, train_model: bool = True, test
     rows, figures = [], []
     for case in tqdm(test_cases, desc="segmenting"):
         image, label = read_case(case)
-        result = segmenter.segment(image)
+        result, verdict = segmenter.segment_checked(image)
         write_like(result.labels, image, out / "predictions" / f"{case.name}{output_suffix(image.path)}")
-        verdict = segmenter.assess(image, result)
         pages.add(case.name, image, result, measure_volume(result.labels, image, result.layout) if levels_model else None,
                   verdict)
         rows.append({"model": "sau-net", "case": case.name, "qc": verdict.verdict,
