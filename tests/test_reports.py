@@ -372,6 +372,13 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_a
     again = json.loads((tmp_path / "qc" / "qc_cases.json").read_text())
     assert all(r["verdict"] != "ok" and any("disagree" in x for x in r["reasons"]) for r in again)
     assert (tmp_path / "qc" / "fold_0.json").read_text() == saved  # judged again from the saved rows
+    qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--fallback", str(tmp_path / "seed1"), "--data",
+                         str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "qc-fallback")])
+    rows = json.loads((tmp_path / "qc-fallback" / "qc_cases.json").read_text())
+    handed = [r for r in rows if r["reasons"] and r["reasons"][0].startswith("segmented by the fallback model")]
+    assert handed and all(r["verdict"] != "ok" for r in handed)  # one-epoch models: many results in doubt
+    assert all(r["quality"]["statistics"]["member_disagreement"] is None for r in rows)  # seed 0 alone, then seed 1
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "qc-fallback" / "predictions").iterdir()) == sorted(tested)
     with pytest.raises(SystemExit) as refused:
         qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--data", str(phantom_data), "--out", str(tmp_path / "qc"),
                              "--threshold", "courage=1"])

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from saunet.experiments.qc_calibration import agreement
 from saunet.experiments.reports import metrics_table, paired_table
 from saunet.quality import THRESHOLDS, UNLIKE, fallback_triggers, rejudged
 
@@ -73,6 +74,14 @@ def originals(first_cases: Path, fallback_cases: Path, rows: list[dict]) -> list
                for case, row in ensemble.items()])
 
 
+def routed_measures(first: Path, fallback: Path, rows: list[dict]) -> list[dict]:
+    """Measurements of the scans as they are (each folder's measures.json), the fallback's where it was handed."""
+    handed = {row["case"] for row in rows if row.get("handed") and row["contrast"] == "original"}
+    fallbacks = {row["case"]: row for row in json.loads((fallback / "measures.json").read_text())}
+    return [fallbacks[row["case"]] if row["case"] in handed else row
+            for row in json.loads((first / "measures.json").read_text())]
+
+
 def main(first: str, fallback: str, first_cases: str, fallback_cases: str) -> None:
     rows = routed_rows(qc_rows(Path(first)), qc_rows(Path(fallback)))
     print(f"Command: `python reports/levels/fallback/routing.py {first} {fallback} {first_cases} {fallback_cases}`\n")
@@ -89,6 +98,9 @@ def main(first: str, fallback: str, first_cases: str, fallback_cases: str) -> No
         mine = [row for row in full if row["dataset"] == dataset]
         print(f"### {dataset}, as they are: full metrics\n\n{metrics_table(mine)}\n")
         print(paired_table(mine, "ensemble + fallback", "ensemble", ("dice", "hd95", "hd", *SCORES)) + "\n")
+    for label, measured in (("ensemble", json.loads((Path(first) / "measures.json").read_text())),
+                            ("ensemble + fallback", routed_measures(Path(first), Path(fallback), rows))):
+        print(f"### Measurements on the scans as they are, {label}, against the expert masks\n\n{agreement(measured)[0]}\n")
 
 
 if __name__ == "__main__":

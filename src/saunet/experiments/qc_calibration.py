@@ -90,36 +90,45 @@ def grade_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
-def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = ()) -> list[dict]:
+def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = (),
+        fallback: Path | None = None) -> list[dict]:
     """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
     and read from there when the report is made again. With ``members`` each fold segments with the ensemble of
-    its models in ``cv`` and ``members``, and writes its predictions of the scans as they are to ``out/predictions``."""
+    its models in ``cv`` and ``members``, with ``fallback`` (a CV folder of the same folds) its model there takes
+    over where QC calls for it (``Segmenter.segment_checked``); either way the fold writes its predictions of the
+    scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
+    others = [*members, *([fallback] if fallback else [])]
     rows = []
-    for split, run_dir in finished_folds(cv, model, epochs, members):
+    for split, run_dir in finished_folds(cv, model, epochs, others):
         saved = out / f"fold_{split['fold']}.json"
         if not saved.exists():
-            write_json(fold(fold_checkpoints(run_dir, members), split, cases, out if members else None), saved)
+            checkpoints = fold_checkpoints(run_dir, others)
+            ensemble, second = (checkpoints[:-1], checkpoints[-1]) if fallback else (checkpoints, None)
+            write_json(fold(ensemble, split, cases, out if others else None, second), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
-def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None) -> list[dict]:
-    """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble) and judged
-    against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the
-    code that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
+def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None,
+         fallback: Path | None = None) -> list[dict]:
+    """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble; ``fallback``
+    taking over where QC calls for it) and judged against the profile the current code gives the fold's training
+    scans (a checkpoint keeps the profile of the code that trained it); ``out``: where the predictions of the scans
+    as they are go (``out/predictions``)."""
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
-    segmenter = Segmenter(checkpoints)
+    segmenter = Segmenter(checkpoints, fallback=fallback or False)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
+    if fallback is not None:
+        segmenter.fallback.training_profile = segmenter.training_profile
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
         for kind, array in contrasts(image.array).items():
             image.array = array
-            result = segmenter.segment(image)
-            verdict = segmenter.assess(image, result)
+            result, verdict = segmenter.segment_checked(image)
             if out is not None and kind == "original":
                 write_like(result.labels, image, out / PREDICTIONS / f"{name}{output_suffix(image.path)}")
             row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
@@ -272,11 +281,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", action="append", default=[], type=threshold_setting, metavar="NAME=VALUE",
                         help="judge the verdicts again with this QC threshold (saunet.quality.Thresholds; a pair as "
                              "LOW,HIGH) from the fold rows' saved quality, without running a model; repeat for more")
+    parser.add_argument("--fallback", type=Path, metavar="CV",
+                        help="a CV folder of the same folds whose model takes over where QC calls for it, as the "
+                             "shipped fallback does in saunet segment")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ensemble = args.out if args.member else None
-    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member), args.cv,
-                             args.model, args.data, ensemble)
+    ensemble = args.out if args.member or args.fallback else None
+    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member, args.fallback),
+                             args.cv, args.model, args.data, ensemble)
     rows = rejudge(rows, replace(THRESHOLDS, **dict(args.threshold))) if args.threshold else rows
     write_json(rows, args.out / "qc_cases.json")
     measured = measured_predictions(args.cv, args.model, args.data, ensemble)
