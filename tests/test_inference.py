@@ -417,3 +417,22 @@ def test_a_fallback_that_names_classes_otherwise_is_refused(tmp_path, tiny_check
     with pytest.raises(InputError, match="names its classes otherwise"):
         Segmenter(tiny_level_checkpoint, fallback=tiny_checkpoint).segment_checked(volume)
 
+
+
+def test_the_shipped_fallback_segments_an_inverted_scan_the_ensemble_cannot(lumbar, tmp_path):
+    scan = lumbar / "imagesTr" / "lumbar_07_0000.nii.gz"  # inverted, its bodies darker than any training scan's
+    image = nibabel.load(scan)
+    inverted = tmp_path / "inverted.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(image.get_fdata().max() - image.get_fdata(), image.affine, image.header), inverted)
+    reference = read_volume(lumbar / "labelsTr" / scan.name.replace("_0000", "")).array > 0
+    dice = {}
+    for name, extra in (("ensemble", ["--no-fallback"]), ("with fallback", [])):
+        out = tmp_path / name / "seg.nii.gz"
+        result = saunet("segment", inverted, "-o", out, *extra)
+        assert result.returncode == 0, result.stderr
+        dice[name] = overlap_metrics(read_volume(out).array > 0, reference)["dice"]
+        record = json.loads((out.parent / "seg.results.json").read_text())
+    print("inverted scan, Dice:", dice)
+    assert record["model"].endswith("spine_levels_sau_net_curves.onnx")
+    assert record["quality"]["verdict"] != "ok" and "fallback" in result.stderr
+    assert dice["with fallback"] > dice["ensemble"] + 0.2 and dice["with fallback"] > 0.8
