@@ -408,15 +408,14 @@ def test_a_result_in_doubt_is_replaced_by_the_fallback_models_which_says_so(tmp_
     assert Segmenter(tiny_level_checkpoint, fallback=other).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
 
 
-def test_a_fallback_that_names_classes_otherwise_is_refused(tmp_path, tiny_checkpoint, tiny_level_checkpoint, monkeypatch):
-    import saunet.inference as inference
-    from saunet.errors import InputError
-
-    volume = phantom_volume(make_phantom(5, shape=(9, 48, 48)), tmp_path / "x")
-    monkeypatch.setattr(inference, "fallback_triggers", lambda verdict, unlike: ["in doubt"])
-    with pytest.raises(InputError, match="names its classes otherwise"):
-        Segmenter(tiny_level_checkpoint, fallback=tiny_checkpoint).segment_checked(volume)
-
+def test_a_fallback_that_names_classes_otherwise_is_refused_before_anything_is_written(tmp_path, tiny_checkpoint,
+                                                                                          tiny_level_checkpoint, lumbar):
+    scan = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0]
+    result = saunet("segment", scan, "-o", tmp_path / "s.nii.gz", "--model", tiny_level_checkpoint,
+                    "--fallback", tiny_checkpoint)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and str(tiny_checkpoint) in result.stderr
+    assert "names its classes otherwise" in result.stderr and not list(tmp_path.glob("s.*"))
 
 
 def test_the_shipped_fallback_segments_an_inverted_scan_the_ensemble_cannot(lumbar, tmp_path):

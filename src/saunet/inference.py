@@ -343,8 +343,9 @@ class Segmenter:
         self.fallback_settings = dict(device=device, min_component_mm3=min_component_mm3, max_components=max_components,
                                       bf16=bf16, channels_last=channels_last, chunk_slices=chunk_slices)
         self._fallback: Segmenter | None = None
+        if fallback not in (True, False):  # one's own fallback is checked before any scan: nothing half-written
+            self.fallback()
 
-    @property
     def fallback(self) -> Segmenter:
         """The fallback model's segmenter, loaded when first needed (most scans never need it)."""
         if self._fallback is None:
@@ -391,8 +392,9 @@ class Segmenter:
         triggers = fallback_triggers(verdict, unlike_contrast(verdict.statistics, self.training_profile))
         if not triggers or self.fallback_path is None:
             return result, verdict
-        second = self.fallback.segment(volume, slice_axis, orientation, whole_probabilities)
-        return second, handed_over(self.fallback.assess(volume, second), verdict, triggers, self.fallback_path.name)
+        fallback = self.fallback()
+        second = fallback.segment(volume, slice_axis, orientation, whole_probabilities)
+        return second, handed_over(fallback.assess(volume, second), verdict, triggers, self.fallback_path.name)
 
     def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned

@@ -122,7 +122,7 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     segmenter = Segmenter(checkpoints, fallback=fallback or False)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
     if fallback is not None:
-        segmenter.fallback.training_profile = segmenter.training_profile
+        segmenter.fallback().training_profile = segmenter.training_profile
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
