@@ -44,7 +44,7 @@ DEFAULT_MODEL = SHIPPED[0]
 SHIPPED_ONNX = tuple(path.with_suffix(".onnx") for path in SHIPPED)
 DEFAULT_ONNX = SHIPPED_ONNX[0]
 # The shipped fallback: the same recipe trained with random contrast curves, which segments contrasts the training
-# scans lack; the ensemble's result is replaced by its where quality control finds it in doubt
+# scans lack; its result replaces the ensemble's where quality control finds that one likely wrong
 # (quality.fallback_triggers; reports/levels/fallback).
 FALLBACK = WEIGHTS / "spine_levels_sau_net_curves.pt"
 CHUNK_SLICES = 12

@@ -329,8 +329,8 @@ def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
 def fallback_triggers(verdict: Verdict, contrast_unlike: bool, thresholds: Thresholds = THRESHOLDS) -> list[str]:
     """What in ``verdict`` calls for a second opinion from a model trained for contrasts its model's training scans
     lack (none: nothing does): the bodies' contrast unlike the training scans' (``contrast_unlike``), fewer bodies
-    than a lumbar scan shows, or a failed result. A model trained on two contrasts segments a third one badly and is
-    sure of it; these are the signs it leaves (reports/levels/fallback)."""
+    than a lumbar scan shows, or a failed result: the signs a model trained on two contrasts leaves where it
+    segments a third one badly (reports/levels/fallback)."""
     triggers = ["the bodies' intensities are unlike the training scans'"] if contrast_unlike else []
     if len(verdict.bodies) < thresholds.min_bodies:
         triggers.append(f"{len(verdict.bodies)} vertebral bodies found")
