@@ -268,8 +268,13 @@ def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: st
         return [Path(model_path)]
     if model_path:
         return [Path(path) for path in model_path]
-    onnx = device == "cpu" and not bf16 and all(path.exists() for path in SHIPPED_ONNX)
-    return list(SHIPPED_ONNX if onnx else SHIPPED)
+    return shipped_files(SHIPPED, device, bf16)
+
+
+def shipped_files(checkpoints: Sequence[Path], device: str, bf16: bool) -> list[Path]:
+    """Shipped ``checkpoints`` as they run here: their ONNX exports on the CPU (without bf16), where all exist."""
+    onnx = [path.with_suffix(".onnx") for path in checkpoints]
+    return onnx if device == "cpu" and not bf16 and all(path.exists() for path in onnx) else list(checkpoints)
 
 
 def fallback_path(fallback: str | Path | bool, model_path, device: str, bf16: bool) -> Path | None:
@@ -277,10 +282,7 @@ def fallback_path(fallback: str | Path | bool, model_path, device: str, bf16: bo
     when the shipped ensemble runs, False none, a path that model."""
     if fallback is False or (fallback is True and model_path):
         return None
-    if fallback is not True:
-        return Path(fallback)
-    onnx = FALLBACK.with_suffix(".onnx")
-    return onnx if device == "cpu" and not bf16 and onnx.exists() else FALLBACK
+    return Path(fallback) if fallback is not True else shipped_files([FALLBACK], device, bf16)[0]
 
 
 def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
