@@ -62,21 +62,24 @@ def flagged_counts(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def originals(first_cases: Path, fallback_cases: Path, rows: list[dict]) -> list[dict]:
-    """Full metrics of the scans as they are: the ensemble's, and the routed ones (the fallback's where handed)."""
+def handed_originals(rows: list[dict]) -> set[str]:
+    """The scans handed to the fallback as they are (not inverted or T1-like)."""
+    return {row["case"] for row in rows if row.get("handed") and row["contrast"] == "original"}
+
+
+def originals(first_cases: Path, fallback_cases: Path, handed: set[str]) -> list[dict]:
+    """Full metrics of the scans as they are: the ensemble's, and the routed ones (the fallback's where ``handed``)."""
     def cases(path):
         saved = json.loads(path.read_text())
         return {row["case"]: row for row in (saved["cases"] if isinstance(saved, dict) else saved)}
     ensemble, fallback = cases(first_cases), cases(fallback_cases)
-    handed = {row["case"] for row in rows if row.get("handed") and row["contrast"] == "original"}
     return ([{**row, "model": "ensemble"} for row in ensemble.values()]
             + [{**(fallback[case] if case in handed else row), "model": "ensemble + fallback"}
                for case, row in ensemble.items()])
 
 
-def routed_measures(first: Path, fallback: Path, rows: list[dict]) -> list[dict]:
-    """Measurements of the scans as they are (each folder's measures.json), the fallback's where it was handed."""
-    handed = {row["case"] for row in rows if row.get("handed") and row["contrast"] == "original"}
+def routed_measures(first: Path, fallback: Path, handed: set[str]) -> list[dict]:
+    """Measurements of the scans as they are (each folder's measures.json), the fallback's where ``handed``."""
     fallbacks = {row["case"]: row for row in json.loads((fallback / "measures.json").read_text())}
     return [fallbacks[row["case"]] if row["case"] in handed else row
             for row in json.loads((first / "measures.json").read_text())]
@@ -93,13 +96,14 @@ def main(first: str, fallback: str, first_cases: str, fallback_cases: str) -> No
         print(paired_table(mine, "ensemble + fallback", "ensemble", SCORES) + "\n")
         print(f"Handed over: {', '.join(handed) or 'none'}\n")
     print("### Quality control, all data sets and contrasts\n\n" + flagged_counts(rows) + "\n")
-    full = originals(Path(first_cases), Path(fallback_cases), rows)
+    handed = handed_originals(rows)
+    full = originals(Path(first_cases), Path(fallback_cases), handed)
     for dataset in dict.fromkeys(row["dataset"] for row in full):
         mine = [row for row in full if row["dataset"] == dataset]
         print(f"### {dataset}, as they are: full metrics\n\n{metrics_table(mine)}\n")
         print(paired_table(mine, "ensemble + fallback", "ensemble", ("dice", "hd95", "hd", *SCORES)) + "\n")
     for label, measured in (("ensemble", json.loads((Path(first) / "measures.json").read_text())),
-                            ("ensemble + fallback", routed_measures(Path(first), Path(fallback), rows))):
+                            ("ensemble + fallback", routed_measures(Path(first), Path(fallback), handed))):
         print(f"### Measurements on the scans as they are, {label}, against the expert masks\n\n{agreement(measured)[0]}\n")
 
 
