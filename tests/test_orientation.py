@@ -120,6 +120,30 @@ def test_real_scan_in_every_layout_gives_the_same_mask(lumbar, tmp_path):
     assert worst >= 0.999
 
 
+def test_a_scan_handed_to_the_fallback_gets_the_same_mask_in_another_layout(lumbar, tmp_path):
+    """An inverted real scan (the ensemble's result is in doubt, the fallback takes over) stored with its axes
+    permuted and one flipped: the fallback's mask, read back in world coordinates, is the one of the original layout."""
+    from saunet.imageio import write_like
+    from saunet.inference import Segmenter
+
+    original = sitk.ReadImage(str(lumbar / "imagesTr" / "lumbar_07_0000.nii.gz"), sitk.sitkFloat32)
+    stats = sitk.StatisticsImageFilter()
+    stats.Execute(original)
+    inverted = stats.GetMaximum() - original
+    sitk.WriteImage(inverted, str(tmp_path / "inverted.nii.gz"))
+    segmenter = Segmenter()
+    result, verdict = segmenter.segment_checked(read_volume(tmp_path / "inverted.nii.gz"))
+    assert str(result.model).endswith("spine_levels_sau_net_curves.onnx") and verdict.verdict != "ok"
+    reference = result.labels > 0
+    path = tmp_path / "relaid.nii.gz"
+    sitk.WriteImage(relaid(inverted, (2, 0, 1), (False, True, False)), str(path))
+    volume = read_volume(path)
+    relaid_result, _ = segmenter.segment_checked(volume)
+    assert relaid_result.model == result.model
+    out = write_like(relaid_result.labels, volume, tmp_path / "mask_relaid.nii.gz")
+    assert world_dice(out, inverted, reference) >= 0.999
+
+
 def test_water_fat_layout_is_segmented(lumbar):
     """lumbar-water-fat stores (caudal, posterior) in-plane: the shipped model finds bodies there, not nothing."""
     from saunet.inference import Segmenter
