@@ -96,6 +96,18 @@ def test_segmenting_with_onnx_does_not_import_torch(tmp_path):
     assert read_volume(tmp_path / "mask.nii.gz").array.shape == volume.array.shape
 
 
+def test_reading_nifti_leaves_pydicom_unimported_and_importable(tmp_path):
+    import subprocess
+    import sys
+
+    volume = phantom_volume(make_phantom(2, shape=(9, 64, 64)), tmp_path / "scan")
+    path = write_like(volume.array, volume, tmp_path / "scan.nii.gz")
+    code = ("import sys; from saunet.imageio import read_volume; read_volume(sys.argv[1]);"
+            "assert 'nibabel' in sys.modules and 'pydicom' not in sys.modules, sorted(sys.modules);"
+            "import pydicom; pydicom.Dataset()")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
 def test_formats_round_trip_geometry(tmp_path, suffix):
     volume = phantom_volume(make_phantom(1, shape=(5, 24, 28)), tmp_path / "x")

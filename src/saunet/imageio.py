@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,12 +141,27 @@ def _check_geometry(image: sitk.Image, path: Path) -> None:
     check_direction(np.array(image.GetDirection()).reshape(3, 3), path)
 
 
+def _nibabel():
+    """nibabel, imported without pydicom where pydicom is not imported yet: nibabel imports it only to decode DICOM
+    header extensions, which saunet never reads, and pydicom's import is most of nibabel's cost in every
+    `saunet segment` process (reports/speed-ups.md)."""
+    if "nibabel" in sys.modules or "pydicom" in sys.modules:
+        import nibabel
+
+        return nibabel
+    sys.modules["pydicom"] = None  # an import of it fails here: nibabel finds it absent
+    try:
+        import nibabel
+    finally:
+        del sys.modules["pydicom"]
+    return nibabel
+
+
 def _check_nifti(path: Path) -> bool:
     """Refuse what ITK's NIfTI reader lets through: a damaged compressed stream (it checks no CRC), a truncated
     file, NaN voxels (it turns them into 0), and pixdim or s/qform values it replaces by defaults (NaN spacing
     comes back as 1 mm). Returns whether the header holds an orientation (a qform or sform code)."""
-    import nibabel
-
+    nibabel = _nibabel()
     try:
         raw = path.read_bytes()
         if path.name.lower().endswith(".gz"):
