@@ -127,6 +127,28 @@ class Segmentation:
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
 
 
+_shared_arena: list[bool] = []  # whether this process registered ONNX Runtime's shared CPU arena
+
+
+def session_options():
+    """ONNX Runtime session options for saunet's models: one CPU memory arena for every session of the process
+    (an ensemble's members and the fallback reuse the memory the first one took, a lower peak), no memory
+    patterns."""
+    import onnxruntime
+
+    if not _shared_arena:
+        memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                           onnxruntime.OrtMemType.DEFAULT)
+        onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(0, -1, -1, -1))  # ORT's defaults
+        _shared_arena.append(True)
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    # Without memory patterns ONNX Runtime's arena reuses freed blocks across chunks of different sizes
+    # instead of keeping one block per size: a lower peak, no slower (reports/speed-ups.md).
+    options.enable_mem_pattern = False
+    return options
+
+
 class OnnxModel:
     """An exported model run with ONNX Runtime: (1, 1, D, H, W) float32 array -> logits (1, K, D, H, W).
 
@@ -140,12 +162,8 @@ class OnnxModel:
     def __init__(self, path: Path):
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        # Without memory patterns ONNX Runtime's arena reuses freed blocks across chunks of different sizes
-        # instead of keeping one block per size: a lower peak, no slower (reports/speed-ups.md).
-        options.enable_mem_pattern = False
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise InputError(path, f"not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
