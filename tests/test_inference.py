@@ -301,14 +301,15 @@ def test_segmenter_decodes_logits_resampled_onto_the_scan(lumbar):
     assert (from_probabilities != from_logits).sum() > 1000  # 2849 of 77048 body voxels on this scan
 
 
-def second_member(checkpoint_path, path):
-    """The checkpoint with every weight shifted: an ensemble member that disagrees with the first."""
+def second_member(checkpoint_path, path, seed: int = 1):
+    """The checkpoint with every weight shifted (by a draw of ``seed``): an ensemble member that disagrees with the
+    first."""
     import torch
 
     from saunet.checkpoints import Checkpoint
 
     checkpoint = Checkpoint.load(checkpoint_path)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     checkpoint.state_dict = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
                              for k, v in checkpoint.state_dict.items()}
     return checkpoint.save(path)
@@ -403,7 +404,11 @@ def test_a_result_in_doubt_is_replaced_by_the_fallback_models_which_says_so(tmp_
     assert result.model == str(other) and np.array_equal(result.labels, alone.labels)
     assert verdict.verdict != "ok" and verdict.reasons[0].startswith("segmented by the fallback model other.pt")
     assert Segmenter(tiny_level_checkpoint, fallback=False).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
-    assert Segmenter(tiny_level_checkpoint).fallback_path is None  # a model of one's own: no shipped fallback unasked
+    assert Segmenter(tiny_level_checkpoint).fallback_paths == []  # a model of one's own: no shipped fallback unasked
+    third = second_member(tiny_level_checkpoint, tmp_path / "third.pt", seed=3)
+    result, verdict = Segmenter(tiny_level_checkpoint, fallback=[other, third]).segment_checked(volume)
+    assert np.array_equal(result.labels, Segmenter([other, third]).segment(volume).labels)  # an ensemble as fallback
+    assert result.model == [str(other), str(third)] and "fallback model other.pt + third.pt," in verdict.reasons[0]
     monkeypatch.setattr(inference, "fallback_triggers", lambda verdict, unlike: [])
     assert Segmenter(tiny_level_checkpoint, fallback=other).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
 

@@ -170,7 +170,8 @@ def cmd_segment(args) -> None:
         if args.dicom_seg and not path.is_dir():
             raise InputError(path, "--dicom-seg needs a DICOM series folder as input (a SEG references its source images)")
     segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
-                          max_components=args.max_components, fallback=args.fallback)
+                          max_components=args.max_components,
+                          fallback=True if args.fallback is None else args.fallback)
     levels_model = segmenter.label_map.classes is not None
     for flag, wanted in (("--levels", args.levels), ("--measure", args.measure)):
         if wanted and not levels_model:
@@ -344,11 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint (.pt) or ONNX export (.onnx); repeat for an ensemble that averages the models' "
                         "logits; default: shipped model")
     fallback = p.add_mutually_exclusive_group()
-    fallback.add_argument("--fallback", default=True, metavar="MODEL",
+    fallback.add_argument("--fallback", action="append", metavar="MODEL",
                           help="the model that segments a scan again where quality control finds the first result in "
-                               "doubt (bodies' contrast unlike the training scans', too few bodies, or fail); default: "
-                               "the shipped one (trained with random contrast curves) when the shipped ensemble runs")
-    fallback.add_argument("--no-fallback", dest="fallback", action="store_false",
+                               "doubt (bodies' contrast unlike the training scans', too few bodies, or fail); repeat "
+                               "for an ensemble; default: the shipped one (trained with random contrast curves) when "
+                               "the shipped ensemble runs")
+    fallback.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
                           help="keep the first result whatever quality control finds")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")

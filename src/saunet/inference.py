@@ -46,7 +46,7 @@ DEFAULT_ONNX = SHIPPED_ONNX[0]
 # The shipped fallback: the same recipe trained with random contrast curves, which segments contrasts the training
 # scans lack; its result replaces the ensemble's where quality control finds that one likely wrong
 # (quality.fallback_triggers; reports/levels/fallback).
-FALLBACK = WEIGHTS / "spine_levels_sau_net_curves.pt"
+FALLBACK = (WEIGHTS / "spine_levels_sau_net_curves.pt",)
 CHUNK_SLICES = 12
 # What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
 ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
@@ -295,12 +295,15 @@ def shipped_files(checkpoints: Sequence[Path], device: str, bf16: bool) -> list[
     return onnx if device == "cpu" and not bf16 and all(path.exists() for path in onnx) else list(checkpoints)
 
 
-def fallback_path(fallback: str | Path | bool, model_path, device: str, bf16: bool) -> Path | None:
-    """The fallback model to run (None: none): ``fallback`` True takes the shipped one (its ONNX export on the CPU)
-    when the shipped ensemble runs, False none, a path that model."""
+def fallback_paths(fallback: str | Path | Sequence[str | Path] | bool, model_path, device: str,
+                   bf16: bool) -> list[Path]:
+    """The fallback model's files (none: no fallback): ``fallback`` True takes the shipped one (its ONNX exports on
+    the CPU) when the shipped ensemble runs, False none, a path or several (an ensemble) those."""
     if fallback is False or (fallback is True and model_path):
-        return None
-    return Path(fallback) if fallback is not True else shipped_files([FALLBACK], device, bf16)[0]
+        return []
+    if fallback is True:
+        return shipped_files(FALLBACK, device, bf16)
+    return [Path(fallback)] if isinstance(fallback, (str, Path)) else [Path(path) for path in fallback]
 
 
 def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
@@ -338,14 +341,14 @@ class Segmenter:
         bf16: bfloat16 autocast (PyTorch checkpoints only).
         channels_last: run PyTorch models of 2D slices channels-last, which is faster on CPU.
         chunk_slices: slices per chunk (0: the whole volume at once).
-        fallback: the model that segments a scan again where quality control finds the first result in doubt
+        fallback: the model (or ensemble) that segments a scan again where quality control finds the first result in doubt
             (:meth:`segment_checked`): True the shipped one, if the shipped ensemble runs; False none; or its file.
     """
 
     def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
                  min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
                  bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES,
-                 fallback: str | Path | bool = True):
+                 fallback: str | Path | Sequence[str | Path] | bool = True):
         self.paths = model_paths(model_path, device, bf16)
         self.models = [load_model(path, device, bf16, channels_last) for path in self.paths]
         check_members(self.paths, self.models)
@@ -359,7 +362,7 @@ class Segmenter:
                                                      learned if max_components is None else max_components)
         self.chunk_slices = chunk_slices
         self.training_profile = TrainingProfile.from_dict(checkpoint.training_profile)
-        self.fallback_path = fallback_path(fallback, model_path, device, bf16)
+        self.fallback_paths = fallback_paths(fallback, model_path, device, bf16)
         self.fallback_settings = dict(device=device, min_component_mm3=min_component_mm3, max_components=max_components,
                                       bf16=bf16, channels_last=channels_last, chunk_slices=chunk_slices)
         self._fallback: Segmenter | None = None
@@ -369,9 +372,9 @@ class Segmenter:
     def fallback(self) -> Segmenter:
         """The fallback model's segmenter, loaded when first needed (most scans never need it)."""
         if self._fallback is None:
-            self._fallback = Segmenter(self.fallback_path, fallback=False, **self.fallback_settings)
+            self._fallback = Segmenter(self.fallback_paths, fallback=False, **self.fallback_settings)
             if self._fallback.label_map != self.label_map:
-                raise InputError(self.fallback_path, f"names its classes otherwise than {self.paths[0]}")
+                raise InputError(self.fallback_paths[0], f"names its classes otherwise than {self.paths[0]}")
         return self._fallback
 
     @property
@@ -410,11 +413,12 @@ class Segmenter:
         result = self.segment(volume, slice_axis, orientation, whole_probabilities)
         verdict = self.assess(volume, result)
         triggers = fallback_triggers(verdict, unlike_contrast(verdict.statistics, self.training_profile))
-        if not triggers or self.fallback_path is None:
+        if not triggers or not self.fallback_paths:
             return result, verdict
         fallback = self.fallback()
         second = fallback.segment(volume, slice_axis, orientation, whole_probabilities)
-        return second, handed_over(fallback.assess(volume, second), verdict, triggers, self.fallback_path.name)
+        name = " + ".join(path.name for path in self.fallback_paths)
+        return second, handed_over(fallback.assess(volume, second), verdict, triggers, name)
 
     def network_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, Grid, np.ndarray]:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned

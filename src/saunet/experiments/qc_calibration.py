@@ -91,27 +91,28 @@ def grade_table(rows: list[dict]) -> str:
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = (),
-        fallback: Path | None = None) -> list[dict]:
+        fallback: list[Path] = ()) -> list[dict]:
     """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
     and read from there when the report is made again. With ``members`` each fold segments with the ensemble of
-    its models in ``cv`` and ``members``, with ``fallback`` (a CV folder of the same folds) its model there takes
-    over where QC calls for it (``Segmenter.segment_checked``); either way the fold writes its predictions of the
-    scans as they are to ``out/predictions``."""
+    its models in ``cv`` and ``members``, with ``fallback`` (CV folders of the same folds) their model, or the
+    ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); either way the fold
+    writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
-    others = [*members, *([fallback] if fallback else [])]
+    others = [*members, *fallback]
     rows = []
     for split, run_dir in finished_folds(cv, model, epochs, others):
         saved = out / f"fold_{split['fold']}.json"
         if not saved.exists():
             checkpoints = fold_checkpoints(run_dir, others)
-            ensemble, second = (checkpoints[:-1], checkpoints[-1]) if fallback else (checkpoints, None)
+            split_at = len(checkpoints) - len(fallback)
+            ensemble, second = checkpoints[:split_at], checkpoints[split_at:]
             write_json(fold(ensemble, split, cases, out if others else None, second), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
 def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None,
-         fallback: Path | None = None) -> list[dict]:
+         fallback: list[Path] = ()) -> list[dict]:
     """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble; ``fallback``
     taking over where QC calls for it) and judged against the profile the current code gives the fold's training
     scans (a checkpoint keeps the profile of the code that trained it); ``out``: where the predictions of the scans
@@ -119,9 +120,9 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
-    segmenter = Segmenter(checkpoints, fallback=fallback or False)
+    segmenter = Segmenter(checkpoints, fallback=list(fallback) or False)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
-    if fallback is not None:
+    if fallback:
         segmenter.fallback().training_profile = segmenter.training_profile
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
@@ -281,9 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", action="append", default=[], type=threshold_setting, metavar="NAME=VALUE",
                         help="judge the verdicts again with this QC threshold (saunet.quality.Thresholds; a pair as "
                              "LOW,HIGH) from the fold rows' saved quality, without running a model; repeat for more")
-    parser.add_argument("--fallback", type=Path, metavar="CV",
+    parser.add_argument("--fallback", action="append", default=[], type=Path, metavar="CV",
                         help="a CV folder of the same folds whose model takes over where QC calls for it, as the "
-                             "shipped fallback does in saunet segment")
+                             "shipped fallback does in saunet segment; repeat for an ensemble as the fallback")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     ensemble = args.out if args.member or args.fallback else None
