@@ -341,8 +341,9 @@ class Segmenter:
         bf16: bfloat16 autocast (PyTorch checkpoints only).
         channels_last: run PyTorch models of 2D slices channels-last, which is faster on CPU.
         chunk_slices: slices per chunk (0: the whole volume at once).
-        fallback: the model (or ensemble) that segments a scan again where quality control finds the first result in doubt
-            (:meth:`segment_checked`): True the shipped one, if the shipped ensemble runs; False none; or its file.
+        fallback: the model that segments a scan again where quality control finds the first result in doubt
+            (:meth:`segment_checked`): True the shipped one, if the shipped ensemble runs; False none; or its file, or
+            several files (an ensemble).
     """
 
     def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
