@@ -43,10 +43,10 @@ DEFAULT_MODEL = SHIPPED[0]
 # shipped model faster than eager PyTorch on CPU with identical masks (reports/speed-ups.md).
 SHIPPED_ONNX = tuple(path.with_suffix(".onnx") for path in SHIPPED)
 DEFAULT_ONNX = SHIPPED_ONNX[0]
-# The shipped fallback: the same recipe trained with random contrast curves, which segments contrasts the training
-# scans lack; its result replaces the ensemble's where quality control finds that one likely wrong
-# (quality.fallback_triggers; reports/levels/fallback).
-FALLBACK = (WEIGHTS / "spine_levels_sau_net_curves.pt",)
+# The shipped fallback: an ensemble of the same recipe trained with random contrast curves from two random starts,
+# which segments contrasts the training scans lack; its result replaces the first ensemble's where quality control
+# finds that one likely wrong (quality.fallback_triggers; reports/levels/fallback).
+FALLBACK = (WEIGHTS / "spine_levels_sau_net_curves.pt", WEIGHTS / "spine_levels_sau_net_curves_seed1.pt")
 CHUNK_SLICES = 12
 # What every member of an ensemble must share with the first (Segmenter): its logits are averaged.
 ENSEMBLE_CONTRACT = ("preprocessing", "label_map", "slice_axis")
