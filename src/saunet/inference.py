@@ -10,6 +10,7 @@ saves the 2-3 s its import costs each `saunet segment` process.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,7 +128,14 @@ class Segmentation:
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
 
 
-_shared_arena: list[bool] = []  # whether this process registered ONNX Runtime's shared CPU arena
+@functools.cache
+def register_shared_arena() -> None:
+    """Register ONNX Runtime's CPU arena for every session of this process to share (once per process)."""
+    import onnxruntime
+
+    memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                       onnxruntime.OrtMemType.DEFAULT)
+    onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(0, -1, -1, -1))  # ORT's defaults
 
 
 def session_options():
@@ -136,11 +144,7 @@ def session_options():
     patterns."""
     import onnxruntime
 
-    if not _shared_arena:
-        memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                           onnxruntime.OrtMemType.DEFAULT)
-        onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(0, -1, -1, -1))  # ORT's defaults
-        _shared_arena.append(True)
+    register_shared_arena()
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
     # Without memory patterns ONNX Runtime's arena reuses freed blocks across chunks of different sizes

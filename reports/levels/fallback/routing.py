@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from saunet.experiments.qc_calibration import agreement
-from saunet.experiments.reports import metrics_table, paired_table
+from saunet.experiments.reports import metrics_table, paired_table, saved_cases
 from saunet.quality import THRESHOLDS, UNLIKE, fallback_triggers, rejudged
 
 SCORES = ("body_dice", "bodies_found", "bodies_named")
@@ -69,10 +69,7 @@ def handed_originals(rows: list[dict]) -> set[str]:
 
 def originals(first_cases: Path, fallback_cases: Path, handed: set[str]) -> list[dict]:
     """Full metrics of the scans as they are: the ensemble's, and the routed ones (the fallback's where ``handed``)."""
-    def cases(path):
-        saved = json.loads(path.read_text())
-        return {row["case"]: row for row in (saved["cases"] if isinstance(saved, dict) else saved)}
-    ensemble, fallback = cases(first_cases), cases(fallback_cases)
+    ensemble, fallback = ({row["case"]: row for row in saved_cases(path)} for path in (first_cases, fallback_cases))
     return ([{**row, "model": "ensemble"} for row in ensemble.values()]
             + [{**(fallback[case] if case in handed else row), "model": "ensemble + fallback"}
                for case, row in ensemble.items()])

@@ -6,18 +6,13 @@ them to the fallback's result on the same thinned scan (the fallback CV's ``thic
         reports/levels/fallback/thick-slices-curves-seed1/cases.json
 """
 
-import json
 import sys
 from statistics import mean
 
+from saunet.experiments.reports import saved_cases
 from saunet.quality import UNLIKE
 
 SCORES = ("body_dice", "bodies_found", "bodies_named")
-
-
-def cases(path: str) -> list[dict]:
-    saved = json.loads(open(path).read())
-    return saved["cases"] if isinstance(saved, dict) else saved
 
 
 def handed(row: dict) -> bool:
@@ -26,7 +21,7 @@ def handed(row: dict) -> bool:
             or any("vertebral bodies found" in r for r in row["reasons"]))
 
 
-ensemble, fallback = cases(sys.argv[1]), {row["case"]: row for row in cases(sys.argv[2])}
+ensemble, fallback = saved_cases(sys.argv[1]), {row["case"]: row for row in saved_cases(sys.argv[2])}
 print("| data set | scans handed over | " + " | ".join(f"{m}: ensemble / fallback alone / both" for m in SCORES) + " |")
 print("|---|---|" + "---|" * len(SCORES))
 for dataset in dict.fromkeys(row["dataset"] for row in ensemble):

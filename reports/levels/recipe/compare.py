@@ -8,20 +8,17 @@ A run may also be a ``cases.json`` of ``saunet.experiments.thick_slices`` or ``c
 committed CV report (its post-processed cases); only the metrics every row holds are compared.
 """
 
-import json
 import sys
 from pathlib import Path
 
-from saunet.experiments.reports import metrics_table, paired_table
+from saunet.experiments.reports import metrics_table, paired_table, saved_cases
 
 METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
 runs = dict(argument.split("=", 1) for argument in sys.argv[1:])
 rows = []
 for label, folder in runs.items():
     for path in sorted(Path(folder).parent.glob(Path(folder).name)):
-        saved = json.loads(path.read_text() if path.suffix == ".json" else (path / "evaluation.json").read_text())
-        saved = saved["cases"] if isinstance(saved, dict) else saved
-        rows += [{**row, "model": label} for row in saved]
+        rows += [{**row, "model": label} for row in saved_cases(path if path.suffix == ".json" else path / "evaluation.json")]
 metrics = [m for m in METRICS if all(m in row for row in rows)]
 for dataset in dict.fromkeys(row["dataset"] for row in rows):
     of_set = [row for row in rows if row["dataset"] == dataset]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -14,6 +15,13 @@ LABELS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "precision": "Precision 
           "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)", "body_dice": "body-wise Dice (%)",
           "bodies_found": "bodies found (%)", "bodies_named": "bodies named (%)"}
 PERCENT = {"dice", "jaccard", "precision", "recall", "body_dice", "bodies_found", "bodies_named"}
+
+
+def saved_cases(path: str | Path) -> list[dict]:
+    """The per-case rows of a saved results file: a CV report's ``cv.json`` or a script's ``{"cases": [...]}``, or a
+    bare list of rows (a fold's ``evaluation.json``)."""
+    saved = json.loads(Path(path).read_text())
+    return saved["cases"] if isinstance(saved, dict) else saved
 
 
 def mean_std(stats: dict, metric: str) -> str:
