@@ -128,6 +128,84 @@ def test_soft_labels_train_and_are_recorded(phantom_data, tmp_path, classes):
     assert Checkpoint.load(tmp_path / "checkpoint_last.pt").config["soft_labels"] is True
 
 
+def test_fine_logits_resample_as_inference_does():
+    """Training's fine logits are the network grid's logits resampled as saunet.preprocessing sends them to a
+    scan's grid (bilinear, pixel centres aligned): the loss scores the boundaries inference will draw."""
+    from saunet.preprocessing import apply_weights, linear_weights
+    from saunet.training import fine_logits
+
+    logits = torch.randn(2, 3, 4, 9, 7)
+    fine = fine_logits(logits, 2).numpy()
+    expected = apply_weights(logits.numpy(), linear_weights(9, 18), linear_weights(7, 14))
+    assert fine.shape == (2, 3, 4, 18, 14) and np.allclose(fine, expected, atol=1e-5)
+
+
+def disc(size: int, radius: float, centre: tuple[float, float]) -> np.ndarray:
+    y, x = np.mgrid[:size, :size] + 0.5
+    return ((y - centre[0]) ** 2 + (x - centre[1]) ** 2 < radius**2).astype(np.uint8)
+
+
+def test_a_fine_target_loss_teaches_logits_a_boundary_between_network_pixels():
+    """Logits fitted on the network grid to a nearest-neighbour label put a disc's edge on the nearest network pixel's;
+    fitted through fine_logits to a label twice as fine, the same number of logits draws it closer to the truth."""
+    from saunet.training import fine_logits
+
+    truth = disc(96, 17.3, (47.1, 48.7))  # the mask on a grid 4x finer than the network's
+    network, fine = truth[2::4, 2::4], truth.reshape(48, 2, 48, 2)[:, 0, :, 0]  # nearest labels on 24 and 48 pixels
+
+    def fitted(zoom: int, target: np.ndarray) -> torch.Tensor:
+        logits = torch.zeros(1, 2, 1, 24, 24, requires_grad=True)
+        optimiser = torch.optim.Adam([logits], lr=0.1)
+        goal = torch.from_numpy(target).float()[None, None, None]
+        for _ in range(300):
+            optimiser.zero_grad()
+            segmentation_loss(fine_logits(logits, zoom) if zoom > 1 else logits, goal, "bce").backward()
+            optimiser.step()
+        return logits.detach()
+
+    def dice_on_the_fine_grid(logits: torch.Tensor) -> float:
+        drawn = fine_logits(logits, 4)[0, :, 0].argmax(0).numpy() > 0
+        return 2 * (drawn & (truth > 0)).sum() / (drawn.sum() + truth.sum())
+
+    nearest, through_fine = dice_on_the_fine_grid(fitted(1, network)), dice_on_the_fine_grid(fitted(2, fine))
+    print(f"disc drawn from the logits, Dice: nearest labels {nearest:.4f}, fine targets {through_fine:.4f}")
+    assert through_fine > nearest + 0.01
+
+
+def test_fine_targets_are_the_crops_fine_labels_and_move_with_the_stack():
+    from saunet.training import PreparedCase
+
+    slice_index = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 30, 30)).copy()
+    fine_label = np.zeros((9, 60, 60), np.uint8)
+    fine_label[:, 20:44, 10:36] = 1  # whole network pixels: the stack's image is the same rectangle
+    unannotated = np.zeros((9, 30, 30), bool)
+    unannotated[:, :5] = True
+    case = PreparedCase("c", slice_index, fine_label[:, ::2, ::2].copy(), known=np.array([False]), unannotated=unannotated,
+                        fine_label=fine_label)
+    config = TrainConfig(stack=3, patch=40, batch_size=3, target_zoom=2)  # the case is smaller than the patch: padded
+    images, targets, known = sample_batch([case], config, np.random.default_rng(0))
+    assert images.shape == (3, 1, 3, 40, 40) and targets.shape == known.shape == (3, 1, 3, 80, 80)
+    assert torch.equal(targets[:, 0, :, :60, :60], torch.from_numpy(fine_label[:3]).float().expand(3, 3, 60, 60))
+    assert not targets[..., 60:, :].any() and not targets[..., 60:].any()
+    assert not known[:, 0, :, :10, :60].any() and known[:, 0, :, 10:].all()  # a network pixel's known, 2 x 2 fine
+    image = torch.zeros(3, 1, 3, 40, 40)
+    image[:, :, :, :30, :30] = torch.from_numpy(fine_label[:3, ::2, ::2].astype(np.float32))
+    moved_image, moved = augment(image, targets.clone(), np.random.default_rng(4))
+    assert not torch.equal(moved, targets)
+    drawn = torch.nn.functional.interpolate(moved_image, scale_factor=(1, 2, 2), mode="trilinear") > 0.5
+    overlap = (drawn & moved.bool()).sum() * 2 / (drawn.sum() + moved.sum())
+    assert overlap > 0.97  # rotated, scaled and mirrored alike
+
+
+def test_fine_targets_train_and_are_recorded(phantom_data, tmp_path):
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=2, patch=32,
+                         loss="batch-dice-bce", target_zoom=2, classes=(1, 2))
+    summary = train(config, cases[:2], cases[2:3], tmp_path, progress=False)
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    assert Checkpoint.load(tmp_path / "checkpoint_last.pt").config["target_zoom"] == 2
+
+
 def trained_weights(config, cases, out):
     train(config, cases[:4], cases[4:5], out, progress=False)
     return Checkpoint.load(out / "checkpoint_last.pt").state_dict
@@ -445,13 +523,19 @@ def test_the_known_map_moves_with_the_targets_under_augmentation():
 
 
 @pytest.mark.parametrize("field, value", [("thick_slices", 1.5), ("thick_slices", -0.1), ("loader_workers", -1),
-                                          ("loss", "hinge"), ("ema", 1.0), ("ema", -0.5)])
+                                          ("loss", "hinge"), ("ema", 1.0), ("ema", -0.5),
+                                          ("target_zoom", 0)])
 def test_a_recipe_value_out_of_range_is_refused_naming_its_field(field, value):
     from saunet.config import RecipeError
 
     with pytest.raises(RecipeError) as refused:
         TrainConfig(**{field: value})
     assert refused.value.field == field
+
+
+def test_fine_targets_and_soft_labels_are_refused_together():
+    with pytest.raises(RecipeError, match="choose one"):
+        TrainConfig(target_zoom=2, soft_labels=True)
 
 
 def test_ema_saves_the_moving_average_and_keeps_the_trained_weights_for_resuming(phantom_data, tmp_path):

@@ -41,6 +41,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="train the 2D models in the plain NCHW memory format (slower on CPU; same function)")
     g.add_argument("--soft-labels", action="store_true",
                    help="train on the share of each network-grid pixel the mask covers, not a nearest-neighbour label")
+    g.add_argument("--target-zoom", type=int, default=DEFAULTS.target_zoom, metavar="N",
+                   help="score the loss N times finer in-plane than the network grid, the logits resampled as "
+                        "inference does, against labels that fine (default %(default)s: on the network grid)")
     g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
                    help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
     g.add_argument("--ema", type=float, default=DEFAULTS.ema, metavar="DECAY",
@@ -91,7 +94,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
             contrast_curves=args.contrast_curves,
             channels_last=not args.no_channels_last,
-            soft_labels=args.soft_labels, thick_slices=args.thick_slices, ema=args.ema,
+            soft_labels=args.soft_labels, target_zoom=args.target_zoom, thick_slices=args.thick_slices, ema=args.ema,
             unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
             classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,

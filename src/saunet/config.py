@@ -47,6 +47,10 @@ class TrainConfig:
     # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
     # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).
     soft_labels: bool = False
+    # The loss scored this many times finer in-plane than the network grid: the logits resampled bilinearly, as
+    # inference resamples them onto the scan's grid, against labels sent that fine (nearest). A nearest label on the
+    # network grid itself moves each boundary by up to half a pixel (saunet.training.fine_logits); 1: off.
+    target_zoom: int = 1
     # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
     # other centres are sliced thicker than the training scans.
     thick_slices: float = 0.0
@@ -74,6 +78,10 @@ class TrainConfig:
             raise RecipeError("contrast_curves", f"{self.contrast_curves} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.ema < 1:
             raise RecipeError("ema", f"{self.ema} is not a decay from 0 (off) to below 1")
+        if self.target_zoom < 1:
+            raise RecipeError("target_zoom", f"{self.target_zoom} is not a zoom of the network grid (1 or more)")
+        if self.target_zoom > 1 and self.soft_labels:
+            raise RecipeError("target_zoom", "fine targets and soft labels are two answers to one question: choose one")
         if self.loader_workers < 0:
             raise RecipeError("loader_workers", f"{self.loader_workers} is not a number of processes (0 or more)")
 

@@ -151,9 +151,11 @@ class Preprocessor:
         normalising, (D, H', W')."""
         return resize_in_plane(grid.layout.to_canonical(array), grid.network_shape[1:], "image")
 
-    def label(self, array: np.ndarray, grid: Grid) -> np.ndarray:
-        """Label array -> labels on the network grid (nearest neighbour), (D, H', W')."""
-        return resize_in_plane(grid.layout.to_canonical(array), grid.network_shape[1:], "nearest")
+    def label(self, array: np.ndarray, grid: Grid, zoom: int = 1) -> np.ndarray:
+        """Label array -> labels on the network grid (nearest neighbour), (D, H', W'); with ``zoom``, on a grid that
+        many times finer in-plane, (D, zoom H', zoom W'), whose pixels tile the network grid's."""
+        size = tuple(zoom * n for n in grid.network_shape[1:])
+        return resize_in_plane(grid.layout.to_canonical(array), size, "nearest")
 
     def inverse(self, maps: np.ndarray, grid: Grid, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
         """Maps on the network grid (K, D, H', W') -> (K, *original shape) in the stored layout, bilinear in-plane;

@@ -47,6 +47,8 @@ class PreparedCase:
     slice_mm: float = 0.0  # slice spacing (0: unknown)
     # bool (D, H, W): where a level its data set does not annotate may lie (unannotated_region); None: anywhere
     unannotated: np.ndarray | None = None
+    # uint8 (D, zH, zW): classes 0..K on a grid TrainConfig.target_zoom times finer in-plane (None: not trained so)
+    fine_label: np.ndarray | None = None
 
 
 def foreground_onehot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -114,11 +116,12 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
         fractions = (class_fractions(labels, config.label_map.out_channels, grid, preprocessor)
                      if config.soft_labels else None)
         label, known = preprocessor.label(labels, grid), config.label_map.known(case.annotated)
+        fine = preprocessor.label(labels, grid, config.target_zoom) if config.target_zoom > 1 else None
         slice_mm = float(grid.native_spacing[0])
         prepared.append(PreparedCase(case.name, preprocessor.image(image.array, grid), label, component_count(labels),
                                      fractions, known, case.dataset, slice_mm,
                                      None if config.unannotated_anywhere else
-                                     unannotated_region(label, known, slice_mm, grid.network_spacing[1])))
+                                     unannotated_region(label, known, slice_mm, grid.network_spacing[1]), fine))
     return prepared
 
 
@@ -176,10 +179,13 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
     batch's is padded at its end: image with the case's minimum, targets 0, known.
 
     A thick-slice stack (:func:`thick_slice_factor`, k stored slices per slice) averages each run of k slices,
-    as a thick slice integrates the tissue across it, and takes its target from the run's middle slice."""
+    as a thick slice integrates the tissue across it, and takes its target from the run's middle slice.
+
+    With ``config.target_zoom`` z > 1 the targets and ``known`` are (B, K, S, zP, zP), from the cases' fine labels."""
     classes, shape = config.label_map.out_channels, (config.slices_per_stack, config.patch, config.patch)
+    zoom = config.target_zoom
     images = np.empty((config.stacks_per_step, 1, *shape), np.float32)
-    targets = np.zeros((config.stacks_per_step, classes, *shape), np.float32)
+    targets = np.zeros((config.stacks_per_step, classes, shape[0], zoom * shape[1], zoom * shape[2]), np.float32)
     known = np.ones((config.stacks_per_step, classes, *shape), bool)
     for i in range(config.stacks_per_step):  # filled in place: a GPU step waits on this loop (gpu/README.md)
         case = draw_case(cases, rng)
@@ -190,11 +196,16 @@ def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.
         if image.shape != shape:  # padded at its end; a whole-volume minimum is not worth taking otherwise
             images[i] = float(case.image.min())
         images[i][filled] = image
-        if case.fractions is not None:
+        if case.fine_label is not None:
+            fine = case.fine_label[(middles, *(slice(zoom * part.start, zoom * part.stop) for part in in_plane))]
+            targets[i][(slice(None), *(slice(0, n) for n in fine.shape))] = foreground_onehot(fine, classes)
+        elif case.fractions is not None:
             targets[i][filled] = case.fractions[(slice(None), middles, *in_plane)]
         else:
             targets[i][filled] = foreground_onehot(case.label[(middles, *in_plane)], classes)
         known[i][filled] = known_voxels(case, classes, (middles, *in_plane), image.shape)
+    if zoom > 1:  # a fine pixel is known where the network pixel it lies in is
+        known = known.repeat(zoom, axis=-2).repeat(zoom, axis=-1)
     return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(known)
 
 
@@ -229,11 +240,12 @@ def training_batches(cases: list[PreparedCase], config: TrainConfig, rng: np.ran
 
 def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False,
             known: torch.Tensor | None = None):
-    """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P, P) targets: in-plane
+    """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P', P') targets: in-plane
     rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack; left-right mirror (slice
     order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
-    A (B, K, S, P, P) ``known`` map (:func:`sample_batch`) moves with the targets (nearest; known where the
-    stack is resampled from outside itself) and comes back as a third value."""
+    A (B, K, S, P', P') ``known`` map (:func:`sample_batch`) moves with the targets (nearest; known where the
+    stack is resampled from outside itself) and comes back as a third value. Targets finer than the stacks
+    (P' = zP, ``target_zoom``) move as the stacks do: the transform is the same in the in-plane extent's own units."""
     b, _, s, p, _ = images.shape
     theta = np.zeros((b, 2, 3), dtype=np.float32)
     for i in range(b):
@@ -241,13 +253,18 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
         theta[i, :, :2] = [[math.cos(angle) / scale, -math.sin(angle) / scale],
                            [math.sin(angle) / scale, math.cos(angle) / scale]]
     theta_t = torch.from_numpy(theta).repeat_interleave(s, dim=0).to(images.device)
-    grid = F.affine_grid(theta_t, (b * s, 1, p, p), align_corners=False)
-    flat = lambda t: t.transpose(1, 2).reshape(b * s, t.shape[1], p, p).float()  # noqa: E731
-    unflat = lambda t: t.reshape(b, s, t.shape[1], p, p).transpose(1, 2)  # noqa: E731
-    images = unflat(F.grid_sample(flat(images), grid, mode="bilinear", padding_mode="border", align_corners=False))
-    targets = unflat(F.grid_sample(flat(targets), grid, mode="bilinear" if soft else "nearest", align_corners=False))
+
+    def warped(t: torch.Tensor, mode: str, padding: str = "zeros") -> torch.Tensor:
+        size = t.shape[-1]
+        grid = F.affine_grid(theta_t, (b * s, 1, size, size), align_corners=False)
+        flat = t.transpose(1, 2).reshape(b * s, t.shape[1], size, size).float()
+        moved = F.grid_sample(flat, grid, mode=mode, padding_mode=padding, align_corners=False)
+        return moved.reshape(b, s, t.shape[1], size, size).transpose(1, 2)
+
+    images = warped(images, "bilinear", "border")
+    targets = warped(targets, "bilinear" if soft else "nearest")
     if known is not None:
-        known = ~(unflat(F.grid_sample(flat(~known), grid, mode="nearest", align_corners=False)) > 0.5)
+        known = ~(warped(~known, "nearest") > 0.5)
     mirror = torch.from_numpy(rng.random(b) < 0.5).to(images.device)
     images[mirror] = images[mirror].flip(2)
     targets[mirror] = targets[mirror].flip(2)
@@ -399,6 +416,13 @@ def training_form(model: torch.nn.Module, channels_last: bool = True) -> torch.n
     return model
 
 
+def fine_logits(logits: torch.Tensor, zoom: int) -> torch.Tensor:
+    """(B, C, S, P, P) logits -> (B, C, S, zoom P, zoom P), resampled in-plane as inference resamples them onto a
+    scan's grid (bilinear, pixel centres aligned: saunet.preprocessing.linear_weights), so the loss scores the
+    boundaries inference will draw, between the network's pixels, not the nearest network pixel's label."""
+    return F.interpolate(logits, scale_factor=(1, zoom, zoom), mode="trilinear", align_corners=False)
+
+
 def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...],
                   config: TrainConfig, rng: np.random.Generator, device: torch.device) -> float:
     """One optimiser step on a freshly sampled batch (:func:`sample_batch`), augmented here; returns the loss."""
@@ -411,6 +435,8 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
         images = remap_contrast(images, rng, config.contrast_curves)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
         logits = net(images)
+    if config.target_zoom > 1:
+        logits = fine_logits(logits, config.target_zoom)
     loss = segmentation_loss(logits.float(), targets, config.loss, known)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
