@@ -5,7 +5,9 @@ level maps scored as `saunet cv` scores (Dice, HD95, HD against the reference bo
   back as inference sends logits (bilinear, then the most probable class): the best a network trained on those
   labels can draw, were it perfect on its own grid;
 - `shipped_fit`: the shipped ensemble's first model set (no fallback) on the same scan, which it was trained on:
-  how well the model fits its own training scans, not how it does on new ones.
+  how well the model fits its own training scans, not how it does on new ones. ``--model`` (repeatable: an
+  ensemble) scores another model instead (its rows still named `shipped_fit`), e.g. a fold's checkpoint on that
+  fold's training scans.
 
     python reports/levels/recipe/grid_ceiling.py --data ../shared/data/lumbar-t2 \
         --out reports/levels/recipe/grid-ceiling-lumbar-t2.json
@@ -38,9 +40,10 @@ def round_trip(segmenter: Segmenter, classes: np.ndarray, volume) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, nargs="+", required=True)
+    parser.add_argument("--model", type=Path, action="append", help="model file(s) instead of the shipped ensemble")
     parser.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args()
-    segmenter = Segmenter(fallback=False)
+    segmenter = Segmenter(arguments.model, fallback=False)
     rows = []
     for name, case in gather_cases(arguments.data).items():
         image, label = read_case(case)
