@@ -11,6 +11,8 @@ level maps scored as `saunet cv` scores (Dice, HD95, HD against the reference bo
 
     python reports/levels/recipe/grid_ceiling.py --data ../shared/data/lumbar-t2 \
         --out reports/levels/recipe/grid-ceiling-lumbar-t2.json
+
+Prints a table per data set; ``--rows JSON`` prints it again from saved rows, no model run.
 """
 
 import argparse
@@ -23,9 +25,12 @@ import numpy as np
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import level_map_metrics
+from saunet.experiments.reports import metrics_table, saved_cases
 from saunet.inference import Segmenter
 from saunet.labels import LabelMap
 from saunet.orientation import volume_layout
+
+METRICS = ("dice", "precision", "recall", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
 
 
 def round_trip(segmenter: Segmenter, classes: np.ndarray, volume) -> np.ndarray:
@@ -37,15 +42,11 @@ def round_trip(segmenter: Segmenter, classes: np.ndarray, volume) -> np.ndarray:
     return LabelMap.network_classes(pre.inverse(logits.astype(np.float32), grid))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, nargs="+", required=True)
-    parser.add_argument("--model", type=Path, action="append", help="model file(s) instead of the shipped ensemble")
-    parser.add_argument("--out", type=Path, required=True)
-    arguments = parser.parse_args()
-    segmenter = Segmenter(arguments.model, fallback=False)
+def scored_rows(data: list[Path], models: list[Path] | None) -> list[dict]:
+    """Both level maps of every scan in ``data``, scored (the shipped ensemble's fit, or ``models``')."""
+    segmenter = Segmenter(models, fallback=False)
     rows = []
-    for name, case in gather_cases(arguments.data).items():
+    for name, case in gather_cases(data).items():
         image, label = read_case(case)
         classes = segmenter.label_map.apply(label.array)
         maps = {"round_trip": segmenter.label_map.values(round_trip(segmenter, classes, image)),
@@ -54,12 +55,25 @@ def main() -> None:
             rows.append({"case": name, "dataset": case.dataset, "kind": kind,
                          **level_map_metrics(labels, classes, label.array, label.spacing)})
         print(name, {row["kind"]: round(row["dice"], 4) for row in rows[-2:]}, file=sys.stderr, flush=True)
-    arguments.out.write_text(json.dumps({"command": " ".join(sys.argv), "cases": rows}, indent=1))
-    for dataset in sorted({row["dataset"] for row in rows}):
-        for kind in maps:
-            mine = [row for row in rows if row["dataset"] == dataset and row["kind"] == kind]
-            print(dataset, kind, {m: round(float(np.mean([row[m] for row in mine])), 4)
-                                  for m in ("dice", "hd95", "hd", "body_dice", "bodies_named")})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, nargs="+")
+    parser.add_argument("--model", type=Path, action="append", help="model file(s) instead of the shipped ensemble")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--rows", type=Path, help="a saved --out file: print its tables, run nothing")
+    arguments = parser.parse_args()
+    if arguments.rows:
+        rows = saved_cases(arguments.rows)
+    elif arguments.data and arguments.out:
+        rows = scored_rows(arguments.data, arguments.model)
+        arguments.out.write_text(json.dumps({"command": " ".join(sys.argv), "cases": rows}, indent=1))
+    else:
+        parser.error("give --data and --out, or --rows")
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        print(f"### {dataset}\n\n{metrics_table([r for r in rows if r['dataset'] == dataset], 'kind', metrics=METRICS)}\n")
 
 
 if __name__ == "__main__":
