@@ -282,11 +282,30 @@ def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
     volume = read_volume(sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0])
     result = segmenter.segment(volume)
     assert result.intensities.shape == volume.array.shape and result.intensities.dtype == np.float32
-    shared = segmenter.assess(volume, result).statistics
-    afresh = assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
-                    segmenter.label_map, segmenter.training_profile, disagreement=result.disagreement).statistics
+    verdict = segmenter.assess(volume, result)
+    again = assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
+                   segmenter.label_map, segmenter.training_profile, disagreement=result.disagreement)
+    shared, afresh = verdict.statistics, again.statistics
     assert np.isfinite(shared["body_contrast"])
     assert shared.keys() == afresh.keys() and all(np.isclose(shared[k], afresh[k], atol=1e-5) for k in shared)
+    # the bodies judged from the probabilities in the segmentation's box as from the whole scan's
+    assert verdict.bodies == again.bodies and verdict.bodies
+
+
+def test_a_segmentation_keeps_its_probabilities_in_a_box_that_holds_every_body(lumbar):
+    """Outside the box a segmentation keeps probabilities for, background is the most probable class and no voxel
+    is labelled; inside, they are the whole scan's."""
+    segmenter = Segmenter()
+    volume = read_volume(sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0])
+    boxed, whole = segmenter.segment(volume), segmenter.segment(volume, whole_probabilities=True)
+    assert np.array_equal(boxed.labels, whole.labels) and boxed.labels.any()
+    assert boxed.box_probabilities.size < whole.box_probabilities.size / 4
+    inside = np.zeros(volume.array.shape, bool)
+    inside[boxed.box] = True
+    assert not boxed.labels[~inside].any()
+    assert not segmenter.label_map.decode(whole.box_probabilities[:, ~inside]).any()
+    assert np.allclose(boxed.box_probabilities, whole.box_probabilities[(slice(None), *boxed.box)], atol=1e-6)
+    assert np.array_equal(boxed.probabilities[:, ~inside], np.zeros_like(whole.box_probabilities[:, ~inside]))
 
 
 def test_segmenter_decodes_logits_resampled_onto_the_scan(lumbar):
@@ -352,13 +371,13 @@ def test_a_later_ensemble_member_runs_on_the_first_members_body_slices_as_on_the
     model = Segmenter(tiny_level_checkpoint).models[0]
     image = np.random.default_rng(0).normal(size=(1, 1, 20, 48, 48)).astype(np.float32)
     whole = predict_logits(model, image, model.slice_halo, 0)[0]
-    elsewhere = np.full_like(whole, -7.0)
-    part = logits_in_box(model, image, (slice(5, 11), slice(0, 48), slice(0, 48)), elsewhere, chunk=4)
-    assert np.allclose(part[:, 5:11], whole[:, 5:11], atol=1e-4)  # its neighbours ran with the span's edge slices
-    assert (part[:, :5] == -7.0).all() and (part[:, 11:] == -7.0).all()
-    assert np.allclose(logits_in_box(model, image, None, elsewhere, chunk=4), whole, atol=1e-4)
-    cropped = logits_in_box(model, image, (slice(5, 11), slice(0, 32), slice(16, 48)), elsewhere, chunk=4)
-    assert (cropped[:, 5:11, 32:] == -7.0).all() and (cropped[:, 5:11, :, :16] == -7.0).all()
+    part = logits_in_box(model, image, (slice(5, 11), slice(0, 48), slice(0, 48)), chunk=4)
+    assert part.shape == (whole.shape[0], 6, 48, 48)
+    assert np.allclose(part, whole[:, 5:11], atol=1e-4)  # its neighbours ran with the span's edge slices
+    everything = tuple(slice(0, size) for size in whole.shape[1:])
+    assert np.allclose(logits_in_box(model, image, everything, chunk=4), whole, atol=1e-4)
+    cropped = logits_in_box(model, image, (slice(5, 11), slice(0, 32), slice(16, 48)), chunk=4)
+    assert cropped.shape == (whole.shape[0], 6, 32, 32)
 
 
 def test_the_first_members_body_box_is_widened_by_the_margins_on_the_pooling_grid():

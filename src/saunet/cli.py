@@ -161,7 +161,7 @@ def cmd_segment(args) -> None:
 
     from saunet.dicom_seg import numbered, seg_path, write_dicom_seg
     from saunet.imageio import case_id, case_name, output_suffix, read_volume, write_like
-    from saunet.inference import Segmenter
+    from saunet.inference import Segmenter, placed
     from saunet.label_tables import write_label_tables
     from saunet.orientation import OBLIQUE_WARNING_DEGREES
     from saunet.records import measure_volume, write_record
@@ -209,7 +209,7 @@ def cmd_segment(args) -> None:
             tqdm.write(f"saunet: {verdict.verdict}: {path}: " + "; ".join(verdict.reasons), file=sys.stderr)
         if args.prob:
             prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))
-            write_like(result.probabilities.max(0), volume, prob_path)
+            write_like(placed(result.box_probabilities.max(0), result.box, labels.shape), volume, prob_path)
         if not several:
             print(f"wrote {target} (quality control: {verdict.verdict})")
     if several:

@@ -121,11 +121,20 @@ def placed(crop: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> 
 class Segmentation:
     labels: np.ndarray  # uint8 on the input grid: the data set's label values, post-processed
     raw_labels: np.ndarray  # the same before post-processing
-    probabilities: np.ndarray  # float32 (K, *input shape), foreground classes (see Segmenter.segment)
+    # float32 (K, *box's extent): the foreground classes' probabilities inside ``box`` of the input's stored array,
+    # outside which background is the most probable class (see Segmenter.segment): a scan is mostly background, and
+    # an array of them over the whole scan costs more to allocate than to fill (reports/speed-ups.md)
+    box_probabilities: np.ndarray
+    box: tuple[slice, ...]
     layout: Layout  # how the input's array was brought into the canonical layout
     intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
     disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """float32 (K, *input shape): :attr:`box_probabilities` inside the box, 0 outside."""
+        return placed(self.box_probabilities, self.box, self.labels.shape)
 
 
 @functools.cache
@@ -257,19 +266,16 @@ def aligned(start: int, stop: int, size: int, step: int) -> slice:
     return slice(max(start // step * step, 0), min(-(-stop // step) * step, size))
 
 
-def logits_in_box(model, image: np.ndarray, box: tuple[slice, slice, slice] | None, elsewhere: np.ndarray,
-                  chunk: int) -> np.ndarray:
-    """``model``'s logits (channels, D, H', W') for ``image`` (1, 1, D, H', W') inside ``box``, run on that crop (and
-    the ``slice_halo`` slices either side, so that a box of whole slices gets a whole-volume pass's logits), and
-    ``elsewhere``'s outside it. A model whose halo is unknown (None), or no ``box``, runs on the whole volume."""
-    if box is None or model.slice_halo is None:
-        return predict_logits(model, image, model.slice_halo, chunk)[0]
+def logits_in_box(model, image: np.ndarray, box: tuple[slice, slice, slice], chunk: int) -> np.ndarray:
+    """``model``'s logits (channels, *box's extent) for ``image`` (1, 1, D, H', W') inside ``box``, run on that crop
+    (and the ``slice_halo`` slices either side, so that a box of whole slices gets a whole-volume pass's logits). A
+    model whose halo is unknown (None) runs on the whole volume."""
+    if model.slice_halo is None:
+        return predict_logits(model, image, None, chunk)[0][(slice(None), *box)]
     span, rows, columns = box
     low, high = max(span.start - model.slice_halo, 0), min(span.stop + model.slice_halo, image.shape[2])
     part = predict_logits(model, np.ascontiguousarray(image[:, :, low:high, rows, columns]), model.slice_halo, chunk)[0]
-    logits = elsewhere.copy()
-    logits[:, span, rows, columns] = part[:, span.start - low : span.stop - low]
-    return logits
+    return part[:, span.start - low : span.stop - low]
 
 
 def mean_logits(members: list[np.ndarray]) -> np.ndarray:
@@ -402,13 +408,12 @@ class Segmenter:
             :class:`Segmentation` with the data set's label values, before and after post-processing.
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
-        members, grid, intensities = self.member_logits(volume, layout)
-        logits = mean_logits(members)
-        disagreement = member_disagreement(members, logits) if len(members) > 1 else None
-        labels, raw, probabilities = self.decode(logits, grid, volume.spacing, volume.array.shape)
+        logits, disagreement, grid, intensities = self.ensemble_logits(volume, layout)
+        labels, raw, probabilities, box = self.decode(logits, grid, volume.spacing, volume.array.shape)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
-        return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, layout,
+            box = tuple(slice(0, size) for size in volume.array.shape)
+        return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, box, layout,
                             intensities, disagreement, self.described)
 
     def segment_checked(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
@@ -429,24 +434,33 @@ class Segmenter:
         """The network's logits (channels, D, H', W') for ``volume`` read in ``layout``, on its grid (returned
         too), and the scan's intensities normalised as the network saw them (on the scan's grid). An ensemble's
         logits are its members' mean."""
-        members, grid, intensities = self.member_logits(volume, layout)
-        return mean_logits(members), grid, intensities
+        logits, _, grid, intensities = self.ensemble_logits(volume, layout)
+        return logits, grid, intensities
 
-    def member_logits(self, volume: Volume, layout: Layout) -> tuple[list[np.ndarray], Grid, np.ndarray]:
-        """As :meth:`network_logits`, each member's logits apart; members after the first run on the box around the
-        first one's bodies (:data:`MEMBER_MARGINS`) and take its logits outside it."""
+    def ensemble_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, float | None, Grid, np.ndarray]:
+        """As :meth:`network_logits`, with the members' disagreement (:func:`quality.member_disagreement`; None for
+        one model) second. Members after the first run on the box around the first one's bodies
+        (:data:`MEMBER_MARGINS`) and take its logits outside it, so their mean is the first's logits there: only the
+        box is averaged, in the first's array (a new array of a scan's logits costs more to allocate than to fill)."""
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
         intensities = self.preprocessor.normalised(volume.array)
         image = self.preprocessor.image_like(intensities, grid)[None, None]
         first = predict_logits(self.models[0], image, self.models[0].slice_halo, self.chunk_slices)[0]
-        box = body_box(first, MEMBER_MARGINS) if len(self.models) > 1 else None
-        others = [logits_in_box(model, image, box, first, self.chunk_slices) for model in self.models[1:]]
-        return [first, *others], grid, intensities
+        if len(self.models) == 1:
+            return first, None, grid, intensities
+        box = body_box(first, MEMBER_MARGINS) or tuple(slice(0, size) for size in first.shape[1:])
+        inside = (slice(None), *box)
+        members = [first[inside], *(logits_in_box(model, image, box, self.chunk_slices) for model in self.models[1:])]
+        mean = mean_logits(members)
+        disagreement = member_disagreement(members, mean)  # every body the mean finds lies in the first's box
+        first[inside] = mean
+        return first, disagreement, grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
-               shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Post-processed classes, raw classes and probabilities (K, ...) on the input's grid (stored ``shape``)
-        from the network's logits (channels, D, H', W').
+               shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, ...]]:
+        """Post-processed classes and raw classes on the input's grid (stored ``shape``), and the probabilities
+        (K, ...) inside the box of it that can hold foreground (returned last), from the network's logits (channels,
+        D, H', W').
 
         The logits are resampled, then turned into probabilities and classes, as nnU-Net v2 does: resampled
         probabilities would put every boundary half-way between two network pixels where the network is sure of
@@ -454,21 +468,21 @@ class Segmenter:
 
         Most of a scan is background: resampling, decoding and post-processing only the box that can hold
         foreground gives the whole scan's classes (post-processing sees every component whole) at a fraction of
-        the cost. The probabilities are 0 outside that box, where background is the most probable class.
+        the cost. Background is the most probable class outside that box (empty when nothing decodes as a body).
         """
         box = self.preprocessor.foreground_box(self.label_map.decoded_as_foreground(logits), grid)
         if box is None:
-            return np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), np.zeros((self.label_map.out_channels, *shape),
-                                                                                 np.float32)
+            return (np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),
+                    np.zeros((self.label_map.out_channels, *(0 for _ in shape)), np.float32), tuple(slice(0, 0) for _ in shape))
         probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid, box))
         raw = self.label_map.decode(probabilities)
         labels = postprocess(raw, spacing, self.postprocessing, probabilities, grid.layout.superior)
         where = grid.layout.stored_box(box, grid.native_shape)
-        return placed(labels, where, shape), placed(raw, where, shape), placed(probabilities, where, shape)
+        return placed(labels, where, shape), placed(raw, where, shape), probabilities, where
 
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         shared = self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES  # QC's units: reuse, not redo
-        return assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
+        return assess(volume.array, volume.spacing, result.labels, result.box_probabilities, result.layout,
                       self.label_map, self.training_profile, normalised=result.intensities if shared else None,
-                      disagreement=result.disagreement)
+                      disagreement=result.disagreement, box=result.box)

@@ -349,17 +349,21 @@ def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: st
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
-           normalised: np.ndarray | None = None, disagreement: float | None = None) -> Verdict:
+           normalised: np.ndarray | None = None, disagreement: float | None = None,
+           box: tuple[slice, ...] | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
-    scan normalised to :data:`CLIP_PERCENTILES`, if at hand). A binary model's bodies are its connected
-    components."""
+    scan normalised to :data:`CLIP_PERCENTILES`, if at hand). ``box``: the box of the scan's array that the
+    probabilities cover and that holds every labelled voxel (None: the whole scan). A binary model's bodies are
+    its connected components."""
     classes = label_map.apply(labels)
     if label_map.classes is None:
-        bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
+        bodies, names, gaps = label_components(classes > 0), {}, []
     else:
-        bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes, probabilities), level_gaps(labels)
-    quality = body_quality(bodies, classes, probabilities, spacing, names, thresholds,
+        bodies, names, gaps = labels, LEVELS, level_gaps(labels)
+    inside = box if box is not None else (Ellipsis,)
+    margin = naming_margin(classes[inside], probabilities) if label_map.classes is not None else None
+    quality = body_quality(bodies[inside], classes[inside], probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]))
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
     return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement)

@@ -18,7 +18,7 @@ import torch
 from saunet.crossval import fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import level_map_metrics
-from saunet.inference import Segmenter, mean_logits
+from saunet.inference import Segmenter
 from saunet.orientation import volume_layout
 
 
@@ -47,8 +47,7 @@ def main() -> None:
         for case in split["test"]:
             image, label = read_case(cases[case])
             reference = segmenter.label_map.apply(label.array)
-            members, grid, _ = segmenter.member_logits(image, volume_layout(image, segmenter.slice_axis))
-            logits = mean_logits(members)
+            logits, grid, _ = segmenter.network_logits(image, volume_layout(image, segmenter.slice_axis))
             for offset, saved in rows.items():
                 decoded = segmenter.decode(lowered_background(logits, offset), grid, image.spacing, image.array.shape)
                 labels = segmenter.label_map.values(decoded[0])
