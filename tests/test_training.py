@@ -522,9 +522,25 @@ def test_the_known_map_moves_with_the_targets_under_augmentation():
     assert (moved[:, 1] != targets[:, 1]).any()  # the augmentation did move the targets
 
 
+def test_stacks_outside_the_spatial_share_keep_their_labels_unresampled():
+    images = torch.from_numpy(np.random.default_rng(0).random((6, 1, 3, 32, 32), dtype=np.float32))
+    targets = (images > 0.5).float().repeat(1, 2, 1, 1, 1)
+
+    def unmoved(moved):  # as drawn, or mirrored (the slice order reversed)
+        return [torch.equal(m, t) or torch.equal(m, t.flip(1)) for m, t in zip(moved, targets)]
+
+    assert all(unmoved(augment(images.clone(), targets.clone(), np.random.default_rng(1), spatial_share=0.0)[1]))
+    assert not any(unmoved(augment(images.clone(), targets.clone(), np.random.default_rng(1))[1]))
+    some = unmoved(augment(images.clone(), targets.clone(), np.random.default_rng(1), spatial_share=0.5)[1])
+    assert any(some) and not all(some)
+    default, full = (augment(images.clone(), targets.clone(), np.random.default_rng(1), **share)[0]
+                     for share in ({}, {"spatial_share": 1.0}))
+    assert torch.equal(default, full)  # the whole share draws nothing more: earlier runs' batches stay
+
+
 @pytest.mark.parametrize("field, value", [("thick_slices", 1.5), ("thick_slices", -0.1), ("loader_workers", -1),
                                           ("loss", "hinge"), ("ema", 1.0), ("ema", -0.5),
-                                          ("target_zoom", 0)])
+                                          ("target_zoom", 0), ("spatial_share", 1.5), ("spatial_share", -0.1)])
 def test_a_recipe_value_out_of_range_is_refused_naming_its_field(field, value):
     from saunet.config import RecipeError
 

@@ -37,6 +37,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--contrast-curves", type=float, default=DEFAULTS.contrast_curves, metavar="SHARE",
                    help="share of slice stacks whose intensities pass through a random non-monotonic curve, for "
                         "contrasts the training data lack (default %(default)s)")
+    g.add_argument("--spatial-share", type=float, default=DEFAULTS.spatial_share, metavar="SHARE",
+                   help="share of slice stacks rotated and scaled in-plane; the rest keep their pixels and labels "
+                        "unresampled (default %(default)s)")
     g.add_argument("--no-channels-last", action="store_true",
                    help="train the 2D models in the plain NCHW memory format (slower on CPU; same function)")
     g.add_argument("--soft-labels", action="store_true",
@@ -92,7 +95,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             model=models[0], model_kwargs=kwargs, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size, stack=args.stack, patch=args.patch, lr=args.lr, loss=args.loss,
             seed=args.seed, bf16=args.bf16, augment=not args.no_augment, appearance=args.appearance,
-            contrast_curves=args.contrast_curves,
+            contrast_curves=args.contrast_curves, spatial_share=args.spatial_share,
             channels_last=not args.no_channels_last,
             soft_labels=args.soft_labels, target_zoom=args.target_zoom, thick_slices=args.thick_slices, ema=args.ema,
             unannotated_anywhere=args.unannotated_anywhere,

@@ -43,6 +43,9 @@ class TrainConfig:
     # Share of stacks whose intensities pass through a random non-monotonic curve (saunet.training.remap_contrast):
     # for contrasts that order the tissues' brightness otherwise than the training scans (T1 against T2).
     contrast_curves: float = 0.0
+    # Share of stacks rotated and scaled in-plane (saunet.training.augment); the rest keep their pixels, and their
+    # labels the network grid's, unresampled: every resampling moves a nearest label's boundary by up to half a pixel.
+    spatial_share: float = 1.0
     channels_last: bool = True  # the 2D models train channels-last (saunet.training.training_form)
     # Train on the fraction of each network-grid pixel a class covers (area-resampled masks) instead of a
     # nearest-neighbour label (reports/lumbar-t2/experiments/soft-labels).
@@ -74,6 +77,8 @@ class TrainConfig:
             raise RecipeError("loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0 <= self.thick_slices <= 1:
             raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
+        if not 0 <= self.spatial_share <= 1:
+            raise RecipeError("spatial_share", f"{self.spatial_share} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.contrast_curves <= 1:
             raise RecipeError("contrast_curves", f"{self.contrast_curves} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.ema < 1:

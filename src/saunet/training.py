@@ -239,10 +239,10 @@ def training_batches(cases: list[PreparedCase], config: TrainConfig, rng: np.ran
 
 
 def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, soft: bool = False,
-            known: torch.Tensor | None = None):
+            known: torch.Tensor | None = None, spatial_share: float = 1.0):
     """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P', P') targets: in-plane
-    rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack; left-right mirror (slice
-    order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
+    rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack (for a ``spatial_share`` of the
+    stacks; the others keep their pixels); left-right mirror (slice order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
     A (B, K, S, P', P') ``known`` map (:func:`sample_batch`) moves with the targets (nearest; known where the
     stack is resampled from outside itself) and comes back as a third value. Targets finer than the stacks
     (P' = zP, ``target_zoom``) move as the stacks do: the transform is the same in the in-plane extent's own units."""
@@ -252,6 +252,8 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
         angle, scale = math.radians(rng.uniform(-10, 10)), rng.uniform(0.9, 1.1)
         theta[i, :, :2] = [[math.cos(angle) / scale, -math.sin(angle) / scale],
                            [math.sin(angle) / scale, math.cos(angle) / scale]]
+    if spatial_share < 1:  # drawn only then: the full share's batches stay those of earlier runs
+        theta[rng.random(b) >= spatial_share, :, :2] = np.eye(2, dtype=np.float32)
     theta_t = torch.from_numpy(theta).repeat_interleave(s, dim=0).to(images.device)
 
     def warped(t: torch.Tensor, mode: str, padding: str = "zeros") -> torch.Tensor:
@@ -428,7 +430,7 @@ def training_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
     """One optimiser step on a freshly sampled batch (:func:`sample_batch`), augmented here; returns the loss."""
     images, targets, known = (t.to(device, non_blocking=True) for t in batch)
     if config.augment:  # on the device: a GPU resamples the batch faster than the CPU cores feeding it
-        images, targets, known = augment(images, targets, rng, config.soft_labels, known)
+        images, targets, known = augment(images, targets, rng, config.soft_labels, known, config.spatial_share)
     if config.appearance:
         images = vary_appearance(images.cpu(), rng).to(device)
     if config.contrast_curves:
