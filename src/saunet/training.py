@@ -242,7 +242,8 @@ def augment(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generato
             known: torch.Tensor | None = None, spatial_share: float = 1.0):
     """Anatomy-preserving augmentation of (B, 1, S, P, P) stacks and their (B, K, S, P', P') targets: in-plane
     rotation (+-10 deg) and scale (0.9-1.1), the same for every slice of a stack (for a ``spatial_share`` of the
-    stacks; the others keep their pixels); left-right mirror (slice order); intensity scale/shift. Targets are resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
+    stacks; the others keep their pixels); left-right mirror (slice order); intensity scale/shift. Targets are
+    resampled bilinearly if ``soft``, else nearest (stay 0 or 1).
     A (B, K, S, P', P') ``known`` map (:func:`sample_batch`) moves with the targets (nearest; known where the
     stack is resampled from outside itself) and comes back as a third value. Targets finer than the stacks
     (P' = zP, ``target_zoom``) move as the stacks do: the transform is the same in the in-plane extent's own units."""
