@@ -357,12 +357,11 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
     probabilities cover and that holds every labelled voxel (None: the whole scan). A binary model's bodies are
     its connected components."""
     classes = label_map.apply(labels)
-    if label_map.classes is None:
-        bodies, names, gaps = label_components(classes > 0), {}, []
-    else:
-        bodies, names, gaps = labels, LEVELS, level_gaps(labels)
     inside = box if box is not None else (Ellipsis,)
-    margin = naming_margin(classes[inside], probabilities) if label_map.classes is not None else None
+    if label_map.classes is None:
+        bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
+    else:
+        bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes[inside], probabilities), level_gaps(labels)
     quality = body_quality(bodies[inside], classes[inside], probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]))
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)

@@ -15,25 +15,25 @@ from pathlib import Path
 import numpy as np
 
 from saunet.crossval import gather_cases
-from saunet.datasets import read_case
 from saunet.experiments.reports import markdown_table
 from saunet.imageio import read_volume
 from saunet.orientation import volume_layout
+from saunet.preprocessing import foreground_bounds
 
 OUTER_MM = 4.0
 PARTS = ("beyond", "outer", "inside")
 
 
 def body_parts(reference: np.ndarray, predicted: np.ndarray, slice_axis: int, slice_mm: float) -> dict:
-    """Missed and extra voxels of one body (bool masks) per part of its sagittal extent, and its voxel counts."""
+    """Missed and extra voxels of one body (bool masks) per part of its sagittal extent, and its voxel count."""
     slices = np.arange(reference.shape[slice_axis])
-    extent = np.flatnonzero(reference.any(axis=tuple(a for a in range(3) if a != slice_axis)))
-    edge = np.minimum(slices - extent[0], extent[-1] - slices) * slice_mm  # from the nearer lateral end
-    part_of_slice = np.where((slices < extent[0]) | (slices > extent[-1]), 0, np.where(edge < OUTER_MM, 1, 2))
+    extent = foreground_bounds(reference)[slice_axis]
+    edge = np.minimum(slices - extent.start, extent.stop - 1 - slices) * slice_mm  # from the nearer lateral end
+    part_of_slice = np.where((slices < extent.start) | (slices >= extent.stop), 0, np.where(edge < OUTER_MM, 1, 2))
     shape = [1, 1, 1]
     shape[slice_axis] = -1
     part = np.broadcast_to(part_of_slice.reshape(shape), reference.shape)
-    counts = {"reference": int(reference.sum()), "predicted": int(predicted.sum()), "overlap": int((reference & predicted).sum())}
+    counts = {"reference": int(reference.sum())}
     for index, name in enumerate(PARTS):
         counts[f"missed_{name}"] = int((reference & ~predicted & (part == index)).sum())
         counts[f"extra_{name}"] = int((predicted & ~reference & (part == index)).sum())
@@ -52,8 +52,8 @@ def identical_runs(label: np.ndarray, slice_axis: int) -> list[int]:
     """Lengths of the runs of identical consecutive sagittal slices inside a mask's extent (the runs at its two ends
     left out)."""
     slices = np.moveaxis(label, slice_axis, 0)
-    extent = np.flatnonzero(slices.reshape(len(slices), -1).any(1))
-    changes = [i for i in range(extent[0], extent[-1]) if not np.array_equal(slices[i], slices[i + 1])]
+    extent = foreground_bounds(label)[slice_axis]
+    changes = [i for i in range(extent.start, extent.stop - 1) if not np.array_equal(slices[i], slices[i + 1])]
     return list(np.diff(changes))
 
 
@@ -61,7 +61,7 @@ def main(predictions: Path, splits: Path, fold: int, data: list[Path]) -> None:
     cases = gather_cases(data)
     rows = []
     for name in json.loads(splits.read_text())["folds"][fold]["test"]:
-        image, label = read_case(cases[name])
+        label = read_volume(cases[name].label)
         predicted = read_volume(predictions / f"{name}.nii.gz").array
         layout = volume_layout(label)
         for level in cases[name].annotated:
@@ -79,7 +79,7 @@ def main(predictions: Path, splits: Path, fold: int, data: list[Path]) -> None:
         print(f"### {dataset} ({len(mine)} bodies of {len({row['case'] for row in mine})} scans)\n")
         print(markdown_table(["share of the wrong voxels", ""], table) + "\n")
         print(markdown_table(["body-wise Dice (%) with this part right", ""], dice) + "\n")
-        masks = [read_case(case)[1] for case in cases.values() if case.dataset == dataset]
+        masks = [read_volume(case.label) for case in cases.values() if case.dataset == dataset]
         runs = np.bincount([n for mask in masks for n in identical_runs(mask.array, volume_layout(mask).slice_axis)])
         print(f"Runs of identical sagittal slices inside the expert masks of all {dataset} scans, by length (1, 2, 3, ...): "
               f"{', '.join(str(int(n)) for n in runs[1:])}\n")
