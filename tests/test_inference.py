@@ -283,7 +283,7 @@ def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
     result = segmenter.segment(volume)
     assert result.intensities.shape == volume.array.shape and result.intensities.dtype == np.float32
     verdict = segmenter.assess(volume, result)
-    again = assess(volume.array, volume.spacing, result.labels, result.probabilities, result.layout,
+    again = assess(volume.array, volume.spacing, result.network_labels, result.probabilities, result.layout,
                    segmenter.label_map, segmenter.training_profile, disagreement=result.disagreement)
     shared, afresh = verdict.statistics, again.statistics
     assert np.isfinite(shared["body_contrast"])

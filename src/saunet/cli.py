@@ -132,6 +132,27 @@ def cmd_train(args) -> None:
         print(f"trained without validation cases (checkpoint_best.pt is the last epoch); checkpoints in {args.out}")
 
 
+def cmd_train_refiner(args) -> None:
+    import json
+
+    from saunet.crossval import gather_cases
+
+    cases = gather_cases([Path(d) for d in args.data])
+    names = sorted(cases)
+    if args.splits:
+        try:
+            names = json.loads(Path(args.splits).read_text())["folds"][args.fold]["train"]
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            raise InputError(args.splits, f"holds no training list for fold {args.fold} ({err})") from None
+        unknown = sorted(set(names) - set(cases))
+        if unknown:
+            raise InputError(args.splits, f"names cases the data sets lack: {', '.join(unknown[:5])}")
+    from saunet.refiner_training import train_refiner
+
+    _set_threads(args.threads)
+    print(f"refiner written to {train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed)}")
+
+
 def cmd_cv(args) -> None:
     from saunet.crossval import run_cv
     from saunet.experiments.cv_report import write_cv_report
@@ -177,7 +198,7 @@ def cmd_segment(args) -> None:
             raise InputError(path, "--dicom-seg needs a DICOM series folder as input (a SEG references its source images)")
     segmenter = Segmenter(args.model, device=args.device, bf16=args.bf16, min_component_mm3=args.min_component_mm3,
                           max_components=args.max_components,
-                          fallback=True if args.fallback is None else args.fallback)
+                          fallback=True if args.fallback is None else args.fallback, refine=args.refine)
     levels_model = segmenter.label_map.classes is not None
     for flag, wanted in (("--levels", args.levels), ("--measure", args.measure)):
         if wanted and not levels_model:
@@ -204,8 +225,8 @@ def cmd_segment(args) -> None:
         write_like(labels.astype("uint8"), volume, target)
         write_label_tables(names, target)
         rows = measure_volume(result.labels, volume, result.layout) if levels_model and (args.measure or report) else None
-        write_record(target, {"command": command_line(), "input": str(path), "model": result.model}, verdict,
-                     rows if args.measure else None)
+        made_by = {"command": command_line(), "input": str(path), "model": result.model, "refiner": result.refiner}
+        write_record(target, made_by, verdict, rows if args.measure else None)
         if report is not None:
             report.add(case_id(path), volume, result, rows, verdict)
         if verdict.verdict != "ok":  # never passed off silently
@@ -358,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "the shipped ensemble runs")
     fallback.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
                           help="keep the first result whatever quality control finds")
+    refine = p.add_mutually_exclusive_group()
+    refine.add_argument("--refiner", dest="refine", default=None, metavar="ONNX",
+                        help="the outline refiner that redraws the bodies' outlines at the scan's own in-plane grid "
+                             "(saunet train-refiner); default: the shipped one with the shipped ensemble, none with "
+                             "a model of --model")
+    refine.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="keep the level network's outlines (1.875 mm grid, resampled)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--prob", action="store_true", help="also write the probability map (<name>_prob)")
     p.add_argument("--levels", action="store_true", help="write vertebral level labels (models trained with --classes)")
@@ -423,6 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint_last.pt")
     _add_training_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-refiner", help="train the outline refiner at the scans' own in-plane grid",
+                       description="Train the 2D network that redraws each body's outline near a level map "
+                                   "(saunet.refinement); resumes from OUT/refiner.pt, ends with OUT/refiner.onnx.")
+    p.add_argument("--data", required=True, action="append", help="data-set folder; repeat for several")
+    p.add_argument("--splits", default=None, help="a CV's splits.json: train on one fold's training scans only")
+    p.add_argument("--fold", type=int, default=0, help="the fold of --splits (default 0)")
+    p.add_argument("--steps", type=int, default=3000, help="batches of 32 patches (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
+    p.set_defaults(func=cmd_train_refiner)
 
     p = sub.add_parser("cv", help="cross-validate models on the same folds",
                        description="k-fold or leave-one-out cross-validation of several models; resumable. With "

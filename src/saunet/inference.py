@@ -24,7 +24,7 @@ from saunet.imageio import Volume
 from saunet.labels import LabelMap
 from saunet.orientation import Layout, volume_layout
 from saunet.postprocessing import PostprocessingSettings, postprocess
-from saunet.preprocessing import Grid, Preprocessor, foreground_bounds
+from saunet.preprocessing import Grid, Preprocessor, foreground_bounds, normalise_intensities
 from saunet.quality import (
     CLIP_PERCENTILES,
     TrainingProfile,
@@ -35,6 +35,9 @@ from saunet.quality import (
     member_disagreement,
     unlike_contrast,
 )
+from saunet.refinement import CLIP_PERCENTILES as REFINER_CLIP
+from saunet.refinement import SHIPPED as SHIPPED_REFINER
+from saunet.refinement import OutlineRefiner, refine, widened
 
 WEIGHTS = Path(__file__).parent / "weights"
 # The shipped ensemble: one recipe trained from two random starts, whose logits are averaged (docs/model-card.md).
@@ -130,6 +133,14 @@ class Segmentation:
     intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
     disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
+    # the post-processed labels before the outline refiner redrew them, and the refiner's file (None: not refined)
+    unrefined_labels: np.ndarray | None = None
+    refiner: str | None = None
+
+    @property
+    def network_labels(self) -> np.ndarray:
+        """The level network's own post-processed labels, which quality control judges as it was calibrated."""
+        return self.labels if self.unrefined_labels is None else self.unrefined_labels
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -337,6 +348,22 @@ def check_members(paths: list[Path], models: list) -> None:
             raise InputError(path, f"cannot be averaged with {paths[0]}: its {' and '.join(differing)} differ")
 
 
+def refiner_for(refine: str | Path | bool) -> OutlineRefiner | None:
+    """The outline refiner ``refine`` names: True the shipped one, False none, or its ONNX file."""
+    if refine is False:
+        return None
+    return OutlineRefiner(SHIPPED_REFINER if refine is True else Path(refine))
+
+
+def refined_in_box(refiner: OutlineRefiner, classes: np.ndarray, normalised: np.ndarray, layout: Layout,
+                   spacing: tuple[float, ...]) -> np.ndarray:
+    """Post-processed ``classes`` inside a box of the stored array, redrawn by ``refiner`` (:func:`refine`) from the
+    scan ``normalised`` as the network saw it in the same box; stored layout in and out."""
+    pixel_mm = layout.spacing(spacing)[1:]
+    redrawn = refine(refiner, layout.to_canonical(classes), layout.to_canonical(normalised), pixel_mm)
+    return layout.from_canonical(redrawn)
+
+
 class Segmenter:
     """Loads a model once and segments volumes with it.
 
@@ -354,13 +381,18 @@ class Segmenter:
         fallback: the model that segments a scan again where quality control finds the first result in doubt
             (:meth:`segment_checked`): True the shipped one, if the shipped ensemble runs; False none; or its file, or
             several files (an ensemble).
+        refine: the outline refiner (:mod:`saunet.refinement`) that redraws the bodies' outlines at the scan's own
+            in-plane grid: None the shipped one with the shipped ensemble and none with any other model (a fold's
+            model must not meet a refiner trained on its test scans); True the shipped one; False none; or its
+            ONNX file.
     """
 
     def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
                  min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
                  bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES,
-                 fallback: str | Path | Sequence[str | Path] | bool = True):
+                 fallback: str | Path | Sequence[str | Path] | bool = True, refine: str | Path | bool | None = None):
         self.paths = model_paths(model_path, device, bf16)
+        self.refiner = refiner_for(model_path is None if refine is None else refine)
         self.models = [load_model(path, device, bf16, channels_last) for path in self.paths]
         check_members(self.paths, self.models)
         checkpoint: Checkpoint = self.models[0].checkpoint
@@ -410,11 +442,18 @@ class Segmenter:
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
         logits, disagreement, grid, intensities = self.ensemble_logits(volume, layout)
         labels, raw, probabilities, box = self.decode(logits, grid, volume.spacing, volume.array.shape)
+        unrefined = None
+        if self.refiner is not None and labels.any():
+            unrefined = self.label_map.values(labels)
+            seen = intensities if self.preprocessor.settings.clip_percentiles == REFINER_CLIP else \
+                normalise_intensities(volume.array, REFINER_CLIP)
+            labels[box] = refined_in_box(self.refiner, labels[box], seen[box], layout, volume.spacing)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
             box = tuple(slice(0, size) for size in volume.array.shape)
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, box, layout,
-                            intensities, disagreement, self.described)
+                            intensities, disagreement, self.described, unrefined,
+                            None if self.refiner is None else str(self.refiner.path))
 
     def segment_checked(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
                         whole_probabilities: bool = False) -> tuple[Segmentation, Verdict]:
@@ -471,6 +510,8 @@ class Segmenter:
         the cost. Background is the most probable class outside that box (empty when nothing decodes as a body).
         """
         box = self.preprocessor.foreground_box(self.label_map.decoded_as_foreground(logits), grid)
+        if box is not None and self.refiner is not None:  # room for the outlines it may redraw
+            box = widened(box, grid.native_shape)
         if box is None:
             return (np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),
                     np.zeros((self.label_map.out_channels, *(0 for _ in shape)), np.float32), tuple(slice(0, 0) for _ in shape))
@@ -483,6 +524,6 @@ class Segmenter:
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         shared = self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES  # QC's units: reuse, not redo
-        return assess(volume.array, volume.spacing, result.labels, result.box_probabilities, result.layout,
+        return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
                       self.label_map, self.training_profile, normalised=result.intensities if shared else None,
                       disagreement=result.disagreement, box=result.box)

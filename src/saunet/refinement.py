@@ -1,0 +1,97 @@
+"""Outline refinement: a small 2D network at the scan's own in-plane grid redraws each vertebral body's outline
+near the level map the level network made on its coarser grid (reports/levels/refine).
+
+The refiner sees one sagittal slice and says body or not, only within :data:`RADIUS` pixels of the level map's
+bodies; every voxel it keeps takes the level of the nearest body voxel of the level map in its slice. Which bodies
+there are, their names, and the sacrum stay the level network's and post-processing's business.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from saunet.errors import InputError
+from saunet.preprocessing import resize_in_plane
+
+RADIUS = 4  # pixels around a body where the refiner decides
+PAD = 16  # pixels of context around the bodies; also what the network's input sizes must be multiples of
+NATIVE_MM = (0.9, 1.4)  # in-plane pixel sizes run as they are (trained: 1.0 and 1.25 mm, scaled 0.9-1.1)
+RESAMPLED_MM = 1.0  # the pixel size the refiner sees scans of other in-plane spacing at
+SHIPPED = Path(__file__).parent / "weights" / "outline_refiner.onnx"
+CLIP_PERCENTILES = (0.5, 99.5)  # the refiner sees scans normalised so (saunet.preprocessing.normalise_intensities)
+
+
+class OutlineRefiner:
+    """The exported refiner run with ONNX Runtime: (N, 1, H, W) normalised slices -> (N, 1, H, W) body logits."""
+
+    def __init__(self, path: str | Path = SHIPPED):
+        import onnxruntime
+
+        from saunet.inference import session_options
+
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise InputError(path, f"not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
+        self.path = Path(path)
+
+    def __call__(self, slices: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"slices": slices.astype(np.float32)})[0]
+
+
+def in_plane_dilation(mask: np.ndarray, radius: int) -> np.ndarray:
+    """(S, H, W) -> dilated within each slice by a disc of ``radius`` pixels."""
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return ndimage.binary_dilation(mask, structure=(x * x + y * y <= radius * radius)[None])
+
+
+def widened(box: tuple[slice, slice, slice], shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
+    """A canonical box grown in-plane by :data:`RADIUS`, inside ``shape``: where a refined body may lie."""
+    grown = [slice(max(part.start - RADIUS, 0), min(part.stop + RADIUS, size)) for part, size in zip(box[1:], shape[1:])]
+    return box[0], *grown
+
+
+def network_size(size: int) -> int:
+    return size + (-size % PAD)
+
+
+def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
+    """The refiner's body probability (S, H, W) over the bodies' slices and in-plane box (0 elsewhere), for the
+    normalised ``image`` (S, H, W) of pixels ``pixel_mm``; other pixel sizes than :data:`NATIVE_MM` are resampled
+    to :data:`RESAMPLED_MM` and the logits back."""
+    probability = np.zeros(image.shape, np.float32)
+    occupied = np.argwhere(region)
+    if not len(occupied):
+        return probability
+    low, high = occupied.min(0), occupied.max(0) + 1
+    in_plane = (slice(max(lo - PAD, 0), min(hi + PAD, n)) for lo, hi, n in zip(low[1:], high[1:], image.shape[1:]))
+    box = (slice(low[0], high[0]), *in_plane)
+    crop = image[box]
+    size = crop.shape[1:]
+    if not all(NATIVE_MM[0] <= mm <= NATIVE_MM[1] for mm in pixel_mm):
+        size = tuple(max(int(round(n * mm / RESAMPLED_MM)), 1) for n, mm in zip(size, pixel_mm))
+    seen = resize_in_plane(crop, size, "image")
+    padding = [(0, 0), *((0, network_size(n) - n) for n in size)]
+    logits = refiner(np.pad(seen, padding, mode="edge")[:, None])[:, 0, :size[0], :size[1]]
+    logits = resize_in_plane(np.ascontiguousarray(logits), crop.shape[1:], "linear")
+    probability[box] = 1.0 / (1.0 + np.exp(-logits))
+    return probability
+
+
+def nearest_levels(levels: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Each voxel of ``body`` (S, H, W) named as the nearest labelled voxel of ``levels`` in its slice; slices
+    ``levels`` leaves empty stay empty."""
+    out = np.zeros_like(levels)
+    for s in np.flatnonzero(body.any((1, 2)) & levels.any((1, 2))):
+        nearest = ndimage.distance_transform_edt(levels[s] == 0, return_distances=False, return_indices=True)
+        out[s][body[s]] = levels[s][tuple(nearest[:, body[s]])]
+    return out
+
+
+def refine(refiner, levels: np.ndarray, image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
+    """(S, H, W) level map (canonical layout) and the scan normalised as the network saw it -> the refined map."""
+    region = in_plane_dilation(levels > 0, RADIUS)
+    return nearest_levels(levels, region & (body_probability(refiner, image, region, pixel_mm) > 0.5))

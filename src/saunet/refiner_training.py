@@ -1,0 +1,128 @@
+"""Training of the outline refiner (:mod:`saunet.refinement`) on the scans' own in-plane grids, and its export.
+
+Patches of one sagittal slice around the annotated bodies; the loss counts only pixels within the refiner's
+:data:`~saunet.refinement.RADIUS` of an annotated body (where it will decide), and in data sets that leave the
+levels above their top one unannotated, nothing above that body (an unannotated T12 is not background).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import BasicUNet
+from tqdm import tqdm
+
+from saunet.datasets import Case, read_case
+from saunet.files import atomic_path
+from saunet.orientation import volume_layout
+from saunet.preprocessing import normalise_intensities
+from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
+from saunet.training import augment, vary_appearance
+
+LEVELS = np.arange(1, 8)
+PATCH = 64
+JITTER = 16  # pixels a patch's centre lies off the body pixel it was drawn at
+BATCH = 32
+FEATURES = (8, 16, 32, 64, 128, 8)
+
+
+def outline_net() -> torch.nn.Module:
+    """MONAI's BasicUNet, 2D: (B, 1, H, W) one normalised sagittal slice -> (B, 1, H, W) body logit; H and W
+    multiples of 16."""
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=FEATURES)
+
+
+def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A case's normalised image, 0/1 body target and known-pixel mask, each (slices, superior, posterior)."""
+    image, label = read_case(case)
+    layout = volume_layout(image)
+    array = normalise_intensities(layout.to_canonical(image.array), CLIP_PERCENTILES)
+    body = np.isin(layout.to_canonical(label.array), LEVELS)
+    known = in_plane_dilation(body, RADIUS)
+    if case.annotated is not None and min(case.annotated) > 1:
+        rows = np.arange(body.shape[1])
+        top = np.where(body.any(2), rows[None], -1).max(1)  # the top annotated body's highest row, per slice
+        known &= rows[None, :, None] <= top[:, None, None] + 2
+    return array, body, known
+
+
+def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
+    """The PATCH x PATCH window of ``plane`` centred at (row, column), padded beyond its edges."""
+    half = PATCH // 2
+    padded = np.pad(plane, half, mode="constant" if plane.dtype == bool else "edge")
+    return padded[row:row + PATCH, column:column + PATCH]
+
+
+def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator):
+    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel."""
+    places = [np.argwhere(body) for _, body, _ in cases]
+    while True:
+        drawn = []
+        for i in rng.integers(len(cases), size=BATCH):
+            s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
+            shape = cases[i][0].shape
+            r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
+            drawn.append([patch(array[int(s)], r, c) for array in cases[i]])
+        images, targets, known = (torch.from_numpy(np.stack(a)[:, None, None]) for a in zip(*drawn))
+        yield images.float(), targets.float(), known
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """BCE over the known pixels plus one minus their batch Dice."""
+    weight = known.float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / weight.sum().clamp_min(1)
+    p = torch.sigmoid(logits) * weight
+    dice = (2 * (p * target).sum() + 1e-5) / (p.sum() + (target * weight).sum() + 1e-5)
+    return bce + 1 - dice
+
+
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
+    """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
+    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
+    net = outline_net()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)
+    out.mkdir(parents=True, exist_ok=True)
+    start = 0
+    if (out / "refiner.pt").exists():
+        saved = torch.load(out / "refiner.pt")
+        net.load_state_dict(saved["net"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
+    stream, losses, started = batches(prepared, rng), [], time.time()
+    net.train()
+    for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
+        images, targets, known = next(stream)
+        images, targets, known = augment(images, targets, rng, known=known)
+        loss = masked_loss(net(vary_appearance(images, rng)[:, :, 0]), targets[:, :, 0], known[:, :, 0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "step": step + 1, "seed": seed, "features": FEATURES, "cases": [c.name for c in cases],
+                     "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
+            with atomic_path(out / "refiner.pt") as tmp:
+                torch.save(state, tmp)
+    return export_refiner(net, out / "refiner.onnx")
+
+
+def export_refiner(net: torch.nn.Module, path: Path) -> Path:
+    """ONNX export with dynamic batch, height and width (input ``slices``, output ``logits``)."""
+    axes = {0: "slices", 2: "height", 3: "width"}
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant folding say nothing to a user
+        torch.onnx.export(net.eval(), (torch.zeros(2, 1, 64, 80),), str(tmp), dynamo=False, input_names=["slices"],
+                          output_names=["logits"], dynamic_axes={"slices": axes, "logits": axes})
+    return path

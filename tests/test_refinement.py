@@ -1,0 +1,114 @@
+"""The outline refiner: where it may redraw, how redrawn voxels are named, other pixel sizes, training and export."""
+
+import numpy as np
+import pytest
+
+from saunet.refinement import RADIUS, body_probability, in_plane_dilation, nearest_levels, refine, widened
+
+
+class BrightIsBody:
+    """A fake refiner: a pixel is body where the slice is bright; records the shapes it was given."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, slices):
+        self.shapes.append(slices.shape)
+        return np.where(slices > 0.5, 10.0, -10.0).astype(np.float32)
+
+
+def phantom(shape=(3, 64, 64)):
+    """Two stacked bright boxes (the true bodies), a bright blob far from them, and a coarse level map whose bodies
+    are the boxes drawn 2 pixels short at their anterior and superior sides."""
+    image = np.zeros(shape, np.float32)
+    image[:, 10:24, 20:40] = 1.0
+    image[:, 30:44, 20:40] = 1.0
+    image[:, 50:56, 55:60] = 1.0  # beyond the refiner's reach of any coarse body
+    coarse = np.zeros(shape, np.uint8)
+    coarse[:2, 10:22, 22:40] = 4
+    coarse[:2, 30:42, 22:40] = 3
+    return image, coarse
+
+
+def test_the_refiner_redraws_outlines_only_near_the_coarse_bodies_and_keeps_their_names():
+    image, coarse = phantom()
+    refined = refine(BrightIsBody(), coarse, image, (1.0, 1.0))
+    truth = np.zeros_like(coarse)
+    truth[:2, 10:24, 20:40] = 4
+    truth[:2, 30:44, 20:40] = 3
+    assert np.array_equal(refined, truth)  # the blob and the slice without coarse bodies stay background
+
+
+def test_a_redrawn_voxel_takes_the_name_of_the_nearest_coarse_body_in_its_slice():
+    levels = np.zeros((2, 9, 9), np.uint8)
+    levels[0, 1, 1], levels[0, 7, 7] = 2, 5
+    body = np.zeros(levels.shape, bool)
+    body[:, 2, 2] = body[:, 6, 6] = True
+    named = nearest_levels(levels, body)
+    assert named[0, 2, 2] == 2 and named[0, 6, 6] == 5
+    assert not named[1].any()  # a slice the level map leaves empty
+
+
+def test_other_pixel_sizes_are_seen_at_one_millimetre_and_mapped_back():
+    image, coarse = phantom((2, 128, 128))
+    refiner = BrightIsBody()
+    probability = body_probability(refiner, image, coarse > 0, (0.5, 0.5))
+    assert all(n % 16 == 0 for n in refiner.shapes[0][2:]) and refiner.shapes[0][2] < 60  # about half the crop
+    assert probability[0, 15, 30] > 0.9 and probability[0, 27, 30] < 0.1  # a body, and the gap between the two
+
+
+def test_the_widened_box_leaves_room_for_the_redrawn_outlines_inside_the_array():
+    box = widened((slice(1, 3), slice(2, 10), slice(50, 60)), (5, 20, 62))
+    assert box == (slice(1, 3), slice(0, 10 + RADIUS), slice(50 - RADIUS, 62))
+
+
+@pytest.mark.parametrize("annotated", [None, (3, 4, 5)])
+def test_training_counts_only_pixels_near_annotated_bodies_and_nothing_above_a_partial_annotation(tmp_path, annotated):
+    from dataclasses import replace
+
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+    from saunet.refiner_training import canonical_case
+
+    write_cohort(tmp_path, 1, seed=3, shape=(7, 48, 48))
+    case = replace(list_cases(tmp_path)[0], annotated=annotated)
+    _, body, known = canonical_case(case)
+    assert body.any() and known[body].all()
+    assert not (known & ~in_plane_dilation(body, RADIUS)).any()  # nothing far from a body is taught
+    rows = np.arange(body.shape[1])[None, :, None]
+    top = np.where(body.any(2), np.arange(body.shape[1])[None], -1).max(1)[:, None, None]
+    above = np.broadcast_to(rows > top + 2, body.shape)
+    assert known[above].any() == (annotated is None)
+
+
+def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+    from saunet.refinement import OutlineRefiner
+    from saunet.refiner_training import train_refiner
+
+    write_cohort(tmp_path / "data", 2, seed=4, shape=(7, 48, 48))
+    path = train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False)
+    logits = OutlineRefiner(path)(np.zeros((3, 1, 48, 80), np.float32))
+    assert logits.shape == (3, 1, 48, 80) and np.isfinite(logits).all()
+    assert train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False) == path  # resumes, done
+
+
+def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_else(lumbar):
+    from saunet.evaluation import overlap_metrics
+    from saunet.imageio import read_volume
+    from saunet.inference import Segmenter
+
+    scan = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0]
+    volume, reference = read_volume(scan), read_volume(lumbar / "labelsTr" / scan.name.replace("_0000", ""))
+    result = Segmenter().segment(volume)
+    plain = Segmenter(refine=False).segment(volume)
+    assert result.refiner and plain.refiner is None and plain.unrefined_labels is None
+    assert np.array_equal(result.unrefined_labels, plain.labels)  # the refiner is the only change
+    before, after = (result.layout.to_canonical(a) for a in (result.unrefined_labels, result.labels))
+    changed = before != after
+    assert changed.any() and not (changed & ~in_plane_dilation(before > 0, RADIUS)).any()
+    assert set(np.unique(after)) == set(np.unique(before))  # no level gained or lost
+    dice = [overlap_metrics(labels > 0, reference.array > 0)["dice"] for labels in (plain.labels, result.labels)]
+    print("Dice before and after the refiner (a training scan of both):", dice)
+    assert dice[1] > dice[0]
