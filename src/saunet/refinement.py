@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from saunet.errors import InputError
 from saunet.preprocessing import resize_in_plane
@@ -77,7 +77,7 @@ def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: t
     padding = [(0, 0), *((0, network_size(n) - n) for n in size)]
     logits = refiner(np.pad(seen, padding, mode="edge")[:, None])[:, 0, :size[0], :size[1]]
     logits = resize_in_plane(np.ascontiguousarray(logits), crop.shape[1:], "linear")
-    probability[box] = 1.0 / (1.0 + np.exp(-logits))
+    probability[box] = special.expit(logits)  # no overflow warning for very negative logits
     return probability
 
 
