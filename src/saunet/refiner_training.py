@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from saunet.datasets import Case, read_case
 from saunet.files import atomic_path
+from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
 from saunet.preprocessing import normalise_intensities
 from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
 from saunet.training import augment, vary_appearance
 
-LEVELS = np.arange(1, 8)
+BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
 PATCH = 64
 JITTER = 16  # pixels a patch's centre lies off the body pixel it was drawn at
 BATCH = 32
@@ -42,7 +43,7 @@ def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image, label = read_case(case)
     layout = volume_layout(image)
     array = normalise_intensities(layout.to_canonical(image.array), CLIP_PERCENTILES)
-    body = np.isin(layout.to_canonical(label.array), LEVELS)
+    body = np.isin(layout.to_canonical(label.array), BODY_VALUES)
     known = in_plane_dilation(body, RADIUS)
     if case.annotated is not None and min(case.annotated) > 1:
         rows = np.arange(body.shape[1])

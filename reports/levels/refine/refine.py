@@ -26,8 +26,7 @@ from saunet.inference import refined_in_box
 from saunet.orientation import volume_layout
 from saunet.preprocessing import normalise_intensities
 from saunet.refinement import CLIP_PERCENTILES, OutlineRefiner
-
-LEVELS = np.arange(1, 8)
+from saunet.refiner_training import BODY_VALUES
 
 
 def main(refiner_path: Path, splits: Path, fold: int, predictions: Path, out: Path, data: list[Path]) -> None:
@@ -38,7 +37,7 @@ def main(refiner_path: Path, splits: Path, fold: int, predictions: Path, out: Pa
         normalised = normalise_intensities(image.array, CLIP_PERCENTILES)
         levels = refined_in_box(refiner, coarse, normalised, volume_layout(image), image.spacing)
         write_like(levels.astype(np.uint8), image, out / "predictions" / f"{name}.nii.gz")
-        reference = np.where(np.isin(label.array, LEVELS), label.array, 0)
+        reference = np.where(np.isin(label.array, BODY_VALUES), label.array, 0)
         rows.append({"fold": fold, "case": name, "dataset": cases[name].dataset,
                      **level_map_metrics(levels, reference, label.array, image.spacing)})
         print(name, f"Dice {rows[-1]['dice']:.4f} body-wise {rows[-1]['body_dice']:.4f}", flush=True)
