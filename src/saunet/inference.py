@@ -35,7 +35,6 @@ from saunet.quality import (
     member_disagreement,
     unlike_contrast,
 )
-from saunet.refinement import CLIP_PERCENTILES as REFINER_CLIP
 from saunet.refinement import SHIPPED as SHIPPED_REFINER
 from saunet.refinement import OutlineRefiner, refine, widened
 
@@ -445,8 +444,8 @@ class Segmenter:
         unrefined = None
         if self.refiner is not None and labels.any():
             unrefined = self.label_map.values(labels)
-            seen = intensities if self.preprocessor.settings.clip_percentiles == REFINER_CLIP else \
-                normalise_intensities(volume.array, REFINER_CLIP)
+            seen = intensities if self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES else \
+                normalise_intensities(volume.array, CLIP_PERCENTILES)
             labels[box] = refined_in_box(self.refiner, labels[box], seen[box], layout, volume.spacing)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))

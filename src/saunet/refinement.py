@@ -15,13 +15,13 @@ from scipy import ndimage, special
 
 from saunet.errors import InputError
 from saunet.preprocessing import resize_in_plane
+from saunet.quality import CLIP_PERCENTILES  # noqa: F401 - the units the refiner sees scans in, as QC's statistics
 
 RADIUS = 4  # pixels around a body where the refiner decides
 PAD = 16  # pixels of context around the bodies; also what the network's input sizes must be multiples of
 NATIVE_MM = (0.9, 1.4)  # in-plane pixel sizes run as they are (trained: 1.0 and 1.25 mm, scaled 0.9-1.1)
 RESAMPLED_MM = 1.0  # the pixel size the refiner sees scans of other in-plane spacing at
 SHIPPED = Path(__file__).parent / "weights" / "outline_refiner.onnx"
-CLIP_PERCENTILES = (0.5, 99.5)  # the refiner sees scans normalised so (saunet.preprocessing.normalise_intensities)
 
 
 class OutlineRefiner:
