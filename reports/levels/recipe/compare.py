@@ -12,7 +12,7 @@ before the runs) keeps only those folds' scans of every run, to set a run of few
 import sys
 from pathlib import Path
 
-from saunet.experiments.reports import metrics_table, paired_table, saved_cases
+from saunet.experiments.reports import runs_by_dataset, saved_cases
 
 METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
 arguments = sys.argv[1:]
@@ -23,10 +23,4 @@ for label, folder in runs.items():
     for path in sorted(Path(folder).parent.glob(Path(folder).name)):
         rows += [{**row, "model": label} for row in saved_cases(path if path.suffix == ".json" else path / "evaluation.json")
                  if folds is None or row["fold"] in folds]
-metrics = [m for m in METRICS if all(m in row for row in rows)]
-for dataset in dict.fromkeys(row["dataset"] for row in rows):
-    of_set = [row for row in rows if row["dataset"] == dataset]
-    print(f"### {dataset}\n\n{metrics_table(of_set, 'model', list(runs), metrics)}\n")
-    first, *others = runs
-    for other in others:
-        print(f"{paired_table(of_set, other, first, metrics)}\n")
+print(runs_by_dataset(rows, list(runs), [m for m in METRICS if all(m in row for row in rows)]))

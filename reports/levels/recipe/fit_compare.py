@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from saunet.experiments.reports import metrics_table, paired_table, saved_cases
+from saunet.experiments.reports import runs_by_dataset, saved_cases
 
 METRICS = ("dice", "precision", "recall", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
 
@@ -18,13 +18,9 @@ def main(splits: Path, fold: int, runs: dict[str, str]) -> None:
     split = json.loads(splits.read_text())["folds"][fold]
     rows = [{**row, "model": label} for label, path in runs.items() for row in saved_cases(path)
             if row["kind"] == "shipped_fit"]
-    first, *others = runs
     for part in ("train", "test"):
-        for dataset in dict.fromkeys(row["dataset"] for row in rows):
-            of_part = [row for row in rows if row["dataset"] == dataset and row["case"] in split[part]]
-            print(f"### {dataset}, the fold's {part} scans\n\n{metrics_table(of_part, 'model', list(runs), METRICS)}\n")
-            for other in others:
-                print(f"{paired_table(of_part, other, first, METRICS)}\n")
+        of_part = [row for row in rows if row["case"] in split[part]]
+        print(runs_by_dataset(of_part, list(runs), METRICS, f"{{dataset}}, the fold's {part} scans"))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,18 @@ def comparison_by_dataset(rows: list[dict], before: str, after: str, metrics) ->
     return "\n".join(parts)
 
 
+def runs_by_dataset(rows: list[dict], runs: list[str], metrics, heading: str = "{dataset}") -> str:
+    """Per data set (``heading`` names it): the metrics of each of ``runs`` (the rows' ``model``), then each run
+    after the first against the first, paired per case."""
+    first, *others = runs
+    parts = []
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        of_set = [row for row in rows if row["dataset"] == dataset]
+        parts += [f"### {heading.format(dataset=dataset)}\n\n{metrics_table(of_set, 'model', runs, metrics)}\n",
+                  *(f"{paired_table(of_set, other, first, metrics)}\n" for other in others)]
+    return "\n".join(parts)
+
+
 def _pyplot():
     import matplotlib
 
