@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from saunet.refinement import (RADIUS, body_probability, in_plane_dilation, nearest_levels, refine, widened,
-                               with_neighbours)
+from saunet.refinement import RADIUS, body_probability, in_plane_dilation, nearest_levels, refine, widened
 
 
 class BrightIsBody:
@@ -58,34 +57,6 @@ def test_other_pixel_sizes_are_seen_at_one_millimetre_and_mapped_back():
     assert probability[0, 15, 30] > 0.9 and probability[0, 27, 30] < 0.1  # a body, and the gap between the two
 
 
-def test_a_slice_comes_between_its_neighbours_a_step_apart_and_the_end_slices_stand_in_beyond_the_volume():
-    volume = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
-    stacks = with_neighbours(volume, slice(0, 6), 1, step=2)
-    assert stacks.shape == (6, 3, 2, 3)
-    assert stacks[:, :, 0, 0].tolist() == [[0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 3, 5], [2, 4, 5], [3, 5, 5]]
-    assert with_neighbours(volume, slice(2, 4), 0).shape == (2, 1, 2, 3)
-
-
-class CentreBrightWhereNeighboursAgree(BrightIsBody):
-    """A fake refiner of three slices: body where the centre slice and both its neighbours are bright."""
-
-    context = 1
-
-    def __call__(self, slices):
-        self.shapes.append(slices.shape)
-        return np.where((slices > 0.5).all(1, keepdims=True), 10.0, -10.0).astype(np.float32)
-
-
-def test_a_refiner_of_three_slices_sees_each_slice_between_its_neighbours():
-    image, coarse = phantom((4, 64, 64))
-    image[3] = 0.0  # the bodies end after slice 2: slice 2's neighbour beyond is dark
-    coarse[:3] = coarse[0]
-    refiner = CentreBrightWhereNeighboursAgree()
-    probability = body_probability(refiner, image, coarse > 0, (1.0, 1.0))
-    assert refiner.shapes[0][:2] == (3, 3)  # the coarse bodies' three slices, three channels each
-    assert (probability[:2, 15, 30] > 0.9).all() and probability[2, 15, 30] < 0.1
-
-
 def test_the_widened_box_leaves_room_for_the_redrawn_outlines_inside_the_array():
     box = widened((slice(1, 3), slice(2, 10), slice(50, 60)), (5, 20, 62))
     assert box == (slice(1, 3), slice(0, 10 + RADIUS), slice(50 - RADIUS, 62))
@@ -101,28 +72,13 @@ def test_training_counts_only_pixels_near_annotated_bodies_and_nothing_above_a_p
 
     write_cohort(tmp_path, 1, seed=3, shape=(7, 48, 48))
     case = replace(list_cases(tmp_path)[0], annotated=annotated)
-    _, body, known, _ = canonical_case(case)
+    _, body, known = canonical_case(case)
     assert body.any() and known[body].all()
     assert not (known & ~in_plane_dilation(body, RADIUS)).any()  # nothing far from a body is taught
     rows = np.arange(body.shape[1])[None, :, None]
     top = np.where(body.any(2), np.arange(body.shape[1])[None], -1).max(1)[:, None, None]
     above = np.broadcast_to(rows > top + 2, body.shape)
     assert known[above].any() == (annotated is None)
-
-
-def test_training_stacks_hold_neighbours_up_to_the_set_distance_apart(tmp_path):
-    from saunet.refiner_training import BATCH, NEIGHBOUR_MM, batches
-
-    volume = np.arange(20, dtype=np.float32)[:, None, None] * np.ones((1, 32, 32), np.float32)
-    body = np.zeros(volume.shape, bool)
-    body[8:12, 10:20, 10:20] = True
-    for slice_mm, steps in ((1.0, set(range(1, int(NEIGHBOUR_MM) + 1))), (5.0, {1})):
-        images, targets, known = next(batches([(volume, body, body, slice_mm)], np.random.default_rng(0), context=1))
-        assert images.shape == targets.shape == known.shape == (BATCH, 1, 3, 64, 64)
-        centre = images[:, 0, 1, 32, 32]
-        assert set(centre.int().tolist()) <= set(range(8, 12))  # drawn at a body's slice
-        assert set((centre - images[:, 0, 0, 32, 32]).int().tolist()) == steps
-        assert ((images[:, 0, 2, 32, 32] - centre) == (centre - images[:, 0, 0, 32, 32])).all()  # symmetric
 
 
 def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):
@@ -136,21 +92,6 @@ def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):
     logits = OutlineRefiner(path)(np.zeros((3, 1, 48, 80), np.float32))
     assert logits.shape == (3, 1, 48, 80) and np.isfinite(logits).all()
     assert train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False) == path  # resumes, done
-
-
-def test_a_refiner_of_three_slices_exports_with_three_channels_and_will_not_resume_as_another(tmp_path):
-    from saunet.datasets import list_cases
-    from saunet.errors import InputError
-    from saunet.experiments.phantoms import write_cohort
-    from saunet.refinement import OutlineRefiner
-    from saunet.refiner_training import train_refiner
-
-    write_cohort(tmp_path / "data", 2, seed=4, shape=(7, 48, 48))
-    path = train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False, context=1)
-    refiner = OutlineRefiner(path)
-    assert refiner.context == 1 and refiner(np.zeros((2, 3, 32, 48), np.float32)).shape == (2, 1, 32, 48)
-    with pytest.raises(InputError, match="neighbouring slices"):
-        train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, context=0)
 
 
 def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_else(lumbar):

@@ -150,8 +150,7 @@ def cmd_train_refiner(args) -> None:
     from saunet.refiner_training import train_refiner
 
     _set_threads(args.threads)
-    written = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, context=args.neighbours)
-    print(f"refiner written to {written}")
+    print(f"refiner written to {train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed)}")
 
 
 def cmd_cv(args) -> None:
@@ -460,8 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None, help="a CV's splits.json: train on one fold's training scans only")
     p.add_argument("--fold", type=int, default=0, help="the fold of --splits (default 0)")
     p.add_argument("--steps", type=int, default=3000, help="batches of 32 patches (default %(default)s)")
-    p.add_argument("--neighbours", type=int, default=0, choices=(0, 1),
-                   help="neighbouring slices on each side the refiner sees besides its own (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")

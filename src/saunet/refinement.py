@@ -1,10 +1,9 @@
 """Outline refinement: a small 2D network at the scan's own in-plane grid redraws each vertebral body's outline
 near the level map the level network made on its coarser grid (reports/levels/refine).
 
-The refiner sees one sagittal slice (or it between its two neighbours: :attr:`OutlineRefiner.context`) and says
-body or not, only within :data:`RADIUS` pixels of the level map's bodies; every voxel it keeps takes the level of the
-nearest body voxel of the level map in its slice. Which bodies there are, their names, and the sacrum stay the level
-network's and post-processing's business.
+The refiner sees one sagittal slice and says body or not, only within :data:`RADIUS` pixels of the level map's
+bodies; every voxel it keeps takes the level of the nearest body voxel of the level map in its slice. Which bodies
+there are, their names, and the sacrum stay the level network's and post-processing's business.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ SHIPPED = Path(__file__).parent / "weights" / "outline_refiner.onnx"
 
 
 class OutlineRefiner:
-    """The exported refiner run with ONNX Runtime: (N, C, H, W) normalised slices -> (N, 1, H, W) body logits, where
-    C is 1 (the slice) or 3 (the slice between its two neighbours)."""
+    """The exported refiner run with ONNX Runtime: (N, 1, H, W) normalised slices -> (N, 1, H, W) body logits."""
 
     def __init__(self, path: str | Path = SHIPPED):
         import onnxruntime
@@ -39,7 +37,6 @@ class OutlineRefiner:
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise InputError(path, f"not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
         self.path = Path(path)
-        self.context = (self.session.get_inputs()[0].shape[1] - 1) // 2  # neighbours seen on each side
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"slices": slices.astype(np.float32)})[0]
@@ -61,14 +58,6 @@ def network_size(size: int) -> int:
     return size + (-size % PAD)
 
 
-def with_neighbours(image: np.ndarray, slices: slice, context: int, step: int = 1) -> np.ndarray:
-    """(S, H, W) -> (n, 2 * context + 1, H, W): each slice of ``slices`` between its ``context`` neighbours on each
-    side, ``step`` slices apart (the first and last slices stand in beyond the volume's ends)."""
-    centres = np.arange(slices.start, slices.stop)
-    offsets = step * np.arange(-context, context + 1)
-    return image[np.clip(centres[:, None] + offsets[None], 0, len(image) - 1)]
-
-
 def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
     """The refiner's body probability (S, H, W) over the bodies' slices and in-plane box (0 elsewhere), for the
     normalised ``image`` (S, H, W) of pixels ``pixel_mm``; other pixel sizes than :data:`NATIVE_MM` are resampled
@@ -80,14 +69,14 @@ def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: t
     low, high = occupied.min(0), occupied.max(0) + 1
     in_plane = (slice(max(lo - PAD, 0), min(hi + PAD, n)) for lo, hi, n in zip(low[1:], high[1:], image.shape[1:]))
     box = (slice(low[0], high[0]), *in_plane)
-    crop = with_neighbours(image[:, box[1], box[2]], box[0], getattr(refiner, "context", 0))
-    size = crop.shape[2:]
+    crop = image[box]
+    size = crop.shape[1:]
     if not all(NATIVE_MM[0] <= mm <= NATIVE_MM[1] for mm in pixel_mm):
         size = tuple(max(int(round(n * mm / RESAMPLED_MM)), 1) for n, mm in zip(size, pixel_mm))
     seen = resize_in_plane(crop, size, "image")
-    padding = [(0, 0), (0, 0), *((0, network_size(n) - n) for n in size)]
-    logits = refiner(np.pad(seen, padding, mode="edge"))[:, 0, :size[0], :size[1]]
-    logits = resize_in_plane(np.ascontiguousarray(logits), crop.shape[2:], "linear")
+    padding = [(0, 0), *((0, network_size(n) - n) for n in size)]
+    logits = refiner(np.pad(seen, padding, mode="edge")[:, None])[:, 0, :size[0], :size[1]]
+    logits = resize_in_plane(np.ascontiguousarray(logits), crop.shape[1:], "linear")
     probability[box] = special.expit(logits)  # no overflow warning for very negative logits
     return probability
 

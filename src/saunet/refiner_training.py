@@ -1,9 +1,8 @@
 """Training of the outline refiner (:mod:`saunet.refinement`) on the scans' own in-plane grids, and its export.
 
-Patches of one sagittal slice (or of it between its two neighbours) around the annotated bodies; the loss counts
-only pixels within the refiner's :data:`~saunet.refinement.RADIUS` of an annotated body (where it will decide), and in
-data sets that leave the levels above their top one unannotated, nothing above that body (an unannotated T12 is not
-background).
+Patches of one sagittal slice around the annotated bodies; the loss counts only pixels within the refiner's
+:data:`~saunet.refinement.RADIUS` of an annotated body (where it will decide), and in data sets that leave the
+levels above their top one unannotated, nothing above that body (an unannotated T12 is not background).
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from monai.networks.nets import BasicUNet
 from tqdm import tqdm
 
 from saunet.datasets import Case, read_case
-from saunet.errors import InputError
 from saunet.files import atomic_path
 from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
 from saunet.preprocessing import normalise_intensities
-from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation, with_neighbours
+from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
 from saunet.training import augment, vary_appearance
 
 BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
@@ -32,18 +30,16 @@ PATCH = 64
 JITTER = 16  # pixels a patch's centre lies off the body pixel it was drawn at
 BATCH = 32
 FEATURES = (8, 16, 32, 64, 128, 8)
-NEIGHBOUR_MM = 4.5  # neighbours are drawn up to this far apart in training, so thick-slice scans' are familiar
 
 
-def outline_net(context: int = 0) -> torch.nn.Module:
-    """MONAI's BasicUNet, 2D: (B, 2 * context + 1, H, W) a normalised sagittal slice between its ``context``
-    neighbours on each side -> (B, 1, H, W) body logit; H and W multiples of 16."""
-    return BasicUNet(spatial_dims=2, in_channels=2 * context + 1, out_channels=1, features=FEATURES)
+def outline_net() -> torch.nn.Module:
+    """MONAI's BasicUNet, 2D: (B, 1, H, W) one normalised sagittal slice -> (B, 1, H, W) body logit; H and W
+    multiples of 16."""
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=FEATURES)
 
 
-def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """A case's normalised image, 0/1 body target and known-pixel mask, each (slices, superior, posterior), and its
-    slice spacing (mm)."""
+def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A case's normalised image, 0/1 body target and known-pixel mask, each (slices, superior, posterior)."""
     image, label = read_case(case)
     layout = volume_layout(image)
     array = normalise_intensities(layout.to_canonical(image.array), CLIP_PERCENTILES)
@@ -53,7 +49,7 @@ def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
         rows = np.arange(body.shape[1])
         top = np.where(body.any(2), rows[None], -1).max(1)  # the top annotated body's highest row, per slice
         known &= rows[None, :, None] <= top[:, None, None] + 2
-    return array, body, known, layout.spacing(image.spacing)[0]
+    return array, body, known
 
 
 def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
@@ -63,23 +59,17 @@ def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
     return padded[row:row + PATCH, column:column + PATCH]
 
 
-def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, context: int = 0):
-    """Endless (images, targets, known) batches of (B, 1, 2 * context + 1, P, P) stacks of patches centred near a
-    random body pixel: its slice between ``context`` neighbours on each side, a step apart drawn per stack so
-    that they lie up to :data:`NEIGHBOUR_MM` apart."""
-    places = [np.argwhere(body) for _, body, _, _ in cases]
+def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator):
+    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel."""
+    places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
         for i in rng.integers(len(cases), size=BATCH):
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
-            *arrays, slice_mm = cases[i]
-            shape = arrays[0].shape
+            shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
-            step = int(rng.integers(1, max(NEIGHBOUR_MM // slice_mm, 1) + 1)) if context else 1
-            drawn.append([np.stack([patch(plane, r, c) for plane in with_neighbours(array, slice(s, s + 1), context,
-                                                                                    step)[0]])
-                          for array in arrays])
-        images, targets, known = (torch.from_numpy(np.stack(a)[:, None]) for a in zip(*drawn))
+            drawn.append([patch(array[int(s)], r, c) for array in cases[i]])
+        images, targets, known = (torch.from_numpy(np.stack(a)[:, None, None]) for a in zip(*drawn))
         yield images.float(), targets.float(), known
 
 
@@ -92,34 +82,29 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
     return bce + 1 - dice
 
 
-def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  context: int = 0) -> Path:
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
-    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. The refiner sees each
-    slice between ``context`` neighbours on each side."""
+    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
-    net = outline_net(context)
+    net = outline_net()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)
     out.mkdir(parents=True, exist_ok=True)
     start = 0
     if (out / "refiner.pt").exists():
         saved = torch.load(out / "refiner.pt")
-        if saved.get("context", 0) != context:
-            raise InputError(out / "refiner.pt", f"resumes a refiner seeing {saved.get('context', 0)} neighbouring "
-                                                 f"slices a side, not {context}")
         net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
-    stream, losses, started = batches(prepared, rng, context), [], time.time()
+    stream, losses, started = batches(prepared, rng), [], time.time()
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
         images, targets, known = augment(images, targets, rng, known=known)
-        loss = masked_loss(net(vary_appearance(images, rng)[:, 0]), targets[:, :, context], known[:, :, context])
+        loss = masked_loss(net(vary_appearance(images, rng)[:, :, 0]), targets[:, :, 0], known[:, :, 0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -127,19 +112,18 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "context": context, "cases": [c.name for c in cases],
+                     "step": step + 1, "seed": seed, "features": FEATURES, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)
-    return export_refiner(net, out / "refiner.onnx", 2 * context + 1)
+    return export_refiner(net, out / "refiner.onnx")
 
 
-def export_refiner(net: torch.nn.Module, path: Path, channels: int = 1) -> Path:
-    """ONNX export of a refiner seeing ``channels`` slices, with dynamic batch, height and width (input ``slices``,
-    output ``logits``)."""
+def export_refiner(net: torch.nn.Module, path: Path) -> Path:
+    """ONNX export with dynamic batch, height and width (input ``slices``, output ``logits``)."""
     axes = {0: "slices", 2: "height", 3: "width"}
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on constant folding say nothing to a user
-        torch.onnx.export(net.eval(), (torch.zeros(2, channels, 64, 80),), str(tmp), dynamo=False, input_names=["slices"],
+        torch.onnx.export(net.eval(), (torch.zeros(2, 1, 64, 80),), str(tmp), dynamo=False, input_names=["slices"],
                           output_names=["logits"], dynamic_axes={"slices": axes, "logits": axes})
     return path
