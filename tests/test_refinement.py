@@ -39,6 +39,14 @@ def test_the_refiner_redraws_outlines_only_near_the_coarse_bodies_and_keeps_thei
     assert np.array_equal(refined, truth)  # the blob and the slice without coarse bodies stay background
 
 
+def test_an_island_the_refiner_draws_near_a_body_but_apart_from_it_is_dropped():
+    image, coarse = phantom()
+    image[:, 12:16, 42:44] = 1.0  # within the refiner's reach of the upper body, two dark columns away from it
+    refined = refine(BrightIsBody(), coarse, image, (1.0, 1.0))
+    assert not refined[:, 12:16, 42:44].any()
+    assert (refined[:2, 10:24, 20:40] == 4).all()  # the body it moved stays whole
+
+
 def test_a_redrawn_voxel_takes_the_name_of_the_nearest_coarse_body_in_its_slice():
     levels = np.zeros((2, 9, 9), np.uint8)
     levels[0, 1, 1], levels[0, 7, 7] = 2, 5

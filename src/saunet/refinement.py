@@ -2,7 +2,8 @@
 near the level map the level network made on its coarser grid (reports/levels/refine).
 
 The refiner sees one sagittal slice and says body or not, only within :data:`RADIUS` pixels of the level map's
-bodies; every voxel it keeps takes the level of the nearest body voxel of the level map in its slice. Which bodies
+bodies; every voxel it keeps takes the level of the nearest body voxel of the level map in its slice, and a piece of
+a level that holds none of that level's voxels of the level map (an island the refiner drew) is dropped. Which bodies
 there are, their names, and the sacrum stay the level network's and post-processing's business.
 """
 
@@ -91,7 +92,19 @@ def nearest_levels(levels: np.ndarray, body: np.ndarray) -> np.ndarray:
     return out
 
 
+def anchored(redrawn: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``redrawn`` without the pieces of a level (face-connected) that hold no voxel of that level in ``levels``:
+    the refiner moves outlines, it does not draw new islands."""
+    kept = np.zeros_like(redrawn)
+    for level in np.unique(redrawn[redrawn > 0]):
+        pieces, _ = ndimage.label(redrawn == level)
+        holding = np.unique(pieces[levels == level])
+        kept[np.isin(pieces, holding[holding > 0])] = level
+    return kept
+
+
 def refine(refiner, levels: np.ndarray, image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
     """(S, H, W) level map (canonical layout) and the scan normalised as the network saw it -> the refined map."""
     region = in_plane_dilation(levels > 0, RADIUS)
-    return nearest_levels(levels, region & (body_probability(refiner, image, region, pixel_mm) > 0.5))
+    redrawn = nearest_levels(levels, region & (body_probability(refiner, image, region, pixel_mm) > 0.5))
+    return anchored(redrawn, levels)
