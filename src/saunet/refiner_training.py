@@ -38,13 +38,13 @@ def outline_net() -> torch.nn.Module:
     return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=FEATURES)
 
 
-def canonical_case(case: Case, taught_radius: int = RADIUS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A case's normalised image, 0/1 body target and known-pixel mask, each (slices, superior, posterior)."""
     image, label = read_case(case)
     layout = volume_layout(image)
     array = normalise_intensities(layout.to_canonical(image.array), CLIP_PERCENTILES)
     body = np.isin(layout.to_canonical(label.array), BODY_VALUES)
-    known = in_plane_dilation(body, taught_radius)
+    known = in_plane_dilation(body, RADIUS)
     if case.annotated is not None and min(case.annotated) > 1:
         rows = np.arange(body.shape[1])
         top = np.where(body.any(2), rows[None], -1).max(1)  # the top annotated body's highest row, per slice
@@ -82,13 +82,12 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
     return bce + 1 - dice
 
 
-def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  taught_radius: int = RADIUS) -> Path:
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    prepared = [canonical_case(case, taught_radius) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
+    prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
     net = outline_net()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)

@@ -1,5 +1,5 @@
 """A fold-0 refiner whose loss covers TAUGHT pixels around the annotated bodies instead of RADIUS (session 28, not
-kept; the ``taught_radius`` argument it needs exists only in the commit that added this script):
+kept; the ``taught_radius`` argument it needs exists only in commit 61a74d5):
 
     python reports/levels/refine/train_taught.py 8 runs/refine-taught8/fold_0
 """
