@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from saunet.refinement import RADIUS, body_probability, in_plane_dilation, nearest_levels, refine, widened
+from saunet.refinement import RADIUS, body_logits, in_plane_dilation, nearest_levels, refine, widened
 
 
 class BrightIsBody:
@@ -60,9 +60,9 @@ def test_a_redrawn_voxel_takes_the_name_of_the_nearest_coarse_body_in_its_slice(
 def test_other_pixel_sizes_are_seen_at_one_millimetre_and_mapped_back():
     image, coarse = phantom((2, 128, 128))
     refiner = BrightIsBody()
-    probability = body_probability(refiner, image, coarse > 0, (0.5, 0.5))
+    logits = body_logits(refiner, image, coarse > 0, (0.5, 0.5))
     assert all(n % 16 == 0 for n in refiner.shapes[0][2:]) and refiner.shapes[0][2] < 60  # about half the crop
-    assert probability[0, 15, 30] > 0.9 and probability[0, 27, 30] < 0.1  # a body, and the gap between the two
+    assert logits[0, 15, 30] > 2 and logits[0, 27, 30] < -2  # a body, and the gap between the two
 
 
 def test_the_widened_box_leaves_room_for_the_redrawn_outlines_inside_the_array():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
 
 from saunet.errors import InputError
 from saunet.preprocessing import resize_in_plane
@@ -59,14 +59,15 @@ def network_size(size: int) -> int:
     return size + (-size % PAD)
 
 
-def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
-    """The refiner's body probability (S, H, W) over the bodies' slices and in-plane box (0 elsewhere), for the
+def body_logits(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
+    """The refiner's body logits (S, H, W) over the bodies' slices and in-plane box (0 elsewhere, where nothing is
+    decided), for the
     normalised ``image`` (S, H, W) of pixels ``pixel_mm``; other pixel sizes than :data:`NATIVE_MM` are resampled
     to :data:`RESAMPLED_MM` and the logits back."""
-    probability = np.zeros(image.shape, np.float32)
+    decided = np.zeros(image.shape, np.float32)
     occupied = np.argwhere(region)
     if not len(occupied):
-        return probability
+        return decided
     low, high = occupied.min(0), occupied.max(0) + 1
     in_plane = (slice(max(lo - PAD, 0), min(hi + PAD, n)) for lo, hi, n in zip(low[1:], high[1:], image.shape[1:]))
     box = (slice(low[0], high[0]), *in_plane)
@@ -78,8 +79,8 @@ def body_probability(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: t
     padding = [(0, 0), *((0, network_size(n) - n) for n in size)]
     logits = refiner(np.pad(seen, padding, mode="edge")[:, None])[:, 0, :size[0], :size[1]]
     logits = resize_in_plane(np.ascontiguousarray(logits), crop.shape[1:], "linear")
-    probability[box] = special.expit(logits)  # no overflow warning for very negative logits
-    return probability
+    decided[box] = logits
+    return decided
 
 
 def nearest_levels(levels: np.ndarray, body: np.ndarray) -> np.ndarray:
@@ -106,5 +107,5 @@ def anchored(redrawn: np.ndarray, levels: np.ndarray) -> np.ndarray:
 def refine(refiner, levels: np.ndarray, image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
     """(S, H, W) level map (canonical layout) and the scan normalised as the network saw it -> the refined map."""
     region = in_plane_dilation(levels > 0, RADIUS)
-    redrawn = nearest_levels(levels, region & (body_probability(refiner, image, region, pixel_mm) > 0.5))
+    redrawn = nearest_levels(levels, region & (body_logits(refiner, image, region, pixel_mm) > 0))
     return anchored(redrawn, levels)
