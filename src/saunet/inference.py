@@ -444,8 +444,8 @@ class Segmenter:
         unrefined = None
         if self.refiner is not None and labels.any():
             unrefined = self.label_map.values(labels)
-            seen = intensities if self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES else \
-                normalise_intensities(volume.array, CLIP_PERCENTILES)
+            seen = self.in_shared_units(intensities)
+            seen = normalise_intensities(volume.array, CLIP_PERCENTILES) if seen is None else seen
             labels[box] = refined_in_box(self.refiner, labels[box], seen[box], layout, volume.spacing)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
@@ -522,7 +522,11 @@ class Segmenter:
 
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
-        shared = self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES  # QC's units: reuse, not redo
         return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
-                      self.label_map, self.training_profile, normalised=result.intensities if shared else None,
+                      self.label_map, self.training_profile, normalised=self.in_shared_units(result.intensities),
                       disagreement=result.disagreement, box=result.box)
+
+    def in_shared_units(self, intensities: np.ndarray) -> np.ndarray | None:
+        """The scan's ``intensities`` as this model's network saw them, where it normalises as quality control and
+        the refiner do (:data:`CLIP_PERCENTILES`: reused, not redone); else None."""
+        return intensities if self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES else None
