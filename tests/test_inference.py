@@ -16,6 +16,7 @@ from saunet.inference import (
     OnnxModel,
     Segmenter,
     TorchModel,
+    averaged_in_place,
     body_box,
     forward_in_chunks,
     logits_in_box,
@@ -461,3 +462,14 @@ def test_the_shipped_fallback_segments_an_inverted_scan_the_ensemble_cannot(lumb
                                                             "spine_levels_sau_net_curves_seed1.onnx"]
     assert record["quality"]["verdict"] != "ok" and "fallback" in result.stderr
     assert dice["with fallback"] > dice["ensemble"] + 0.2 and dice["with fallback"] > 0.8
+
+
+def test_an_ensemble_is_averaged_in_the_first_members_array_with_every_members_classes():
+    rng = np.random.default_rng(0)
+    members = [rng.normal(size=(8, 5, 6, 7)).astype(np.float32) for _ in range(3)]
+    expected = (members[0] + members[1] + members[2]) / 3
+    first = members[0].copy()
+    member_classes, mean_classes = averaged_in_place(first, members[1:])
+    assert np.allclose(first, expected, atol=1e-6)
+    assert np.array_equal(mean_classes, first.argmax(0))
+    assert all(np.array_equal(member_classes[k], members[k].argmax(0)) for k in range(3))

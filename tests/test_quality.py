@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from saunet.inference import averaged_in_place
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field
 from saunet.quality import (
@@ -184,10 +185,11 @@ def test_ensemble_members_that_class_part_of_the_bodies_otherwise_disagree_on_th
     other[1:3, 2:4, 2:4] = 2  # 8 of them level 2 for the second member, by more than the first's margin
     second = member_logits(other)
     second[2][other == 2] = 8.0
-    assert member_disagreement([first, first.copy()], first) == 0.0
-    assert member_disagreement([first, second], (first + second) / 2) == 8 / 20  # the mean calls those 8 level 2
+    assert member_disagreement(*averaged_in_place(first.copy(), [first])) == 0.0
+    assert member_disagreement(*averaged_in_place(first, [second])) == 8 / 20  # the mean calls those 8 level 2
     nothing = member_logits(np.zeros_like(agreed))
-    assert member_disagreement([nothing] * 2, nothing) == 1.0  # no body: nothing to trust
+    assert member_disagreement(*averaged_in_place(nothing, [nothing.copy()])) == 1.0  # no body: nothing to trust
+
 
 
 def test_disagreeing_ensemble_members_make_a_scan_a_check():

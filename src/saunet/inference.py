@@ -288,15 +288,21 @@ def logits_in_box(model, image: np.ndarray, box: tuple[slice, slice, slice], chu
     return part[:, span.start - low : span.stop - low]
 
 
-def mean_logits(members: list[np.ndarray]) -> np.ndarray:
-    """An ensemble's logits: its members' mean, in one new array (one model's logits as they are)."""
-    if len(members) == 1:
-        return members[0]
-    mean = members[0].copy()
-    for other in members[1:]:
-        mean += other
-    mean /= len(members)
-    return mean
+def averaged_in_place(first: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``first`` (K, D, H, W), one ensemble member's logits, becomes the mean of it and the ``others``' in its own
+    array, slice by slice (a new array of a scan's logits costs more to allocate than to fill); returns each member's
+    classes (members, D, H, W) and the mean's (D, H, W), as :meth:`LabelMap.network_classes` gives them."""
+    count = 1 + len(others)
+    member_classes = np.empty((count, *first.shape[1:]), np.uint8)
+    mean_classes = np.empty(first.shape[1:], np.uint8)
+    for s in range(first.shape[1]):
+        for k, member in enumerate((first, *others)):
+            member_classes[k, s] = LabelMap.network_classes(member[:, s])
+        for other in others:
+            first[:, s] += other[:, s]
+        first[:, s] /= count
+        mean_classes[s] = LabelMap.network_classes(first[:, s])
+    return member_classes, mean_classes
 
 
 def model_paths(model_path: str | Path | Sequence[str | Path] | None, device: str, bf16: bool) -> list[Path]:
@@ -487,11 +493,8 @@ class Segmenter:
         if len(self.models) == 1:
             return first, None, grid, intensities
         box = body_box(first, MEMBER_MARGINS) or tuple(slice(0, size) for size in first.shape[1:])
-        inside = (slice(None), *box)
-        members = [first[inside], *(logits_in_box(model, image, box, self.chunk_slices) for model in self.models[1:])]
-        mean = mean_logits(members)
-        disagreement = member_disagreement(members, mean)  # every body the mean finds lies in the first's box
-        first[inside] = mean
+        others = [logits_in_box(model, image, box, self.chunk_slices) for model in self.models[1:]]
+        disagreement = member_disagreement(*averaged_in_place(first[(slice(None), *box)], others))
         return first, disagreement, grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from saunet.labels import LEVELS, LabelMap
+from saunet.labels import LEVELS
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field, label_components, present_values
-from saunet.preprocessing import foreground_bounds, normalise_intensities
+from saunet.preprocessing import normalise_intensities
 
 CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
@@ -255,21 +255,15 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
 
 
-def member_disagreement(members: list[np.ndarray], mean: np.ndarray) -> float:
-    """The share of the voxels an ensemble's ``mean`` logits class as a body (on the network grid; ``members``: each
-    member's logits (channels, ...)) where some member alone would class them otherwise (another level, or
-    background). Models trained alike agree on scans like their training scans and part where a scan is unlike
-    them; 1.0 when the ensemble finds no body."""
-    box = foreground_bounds(LabelMap.decoded_as_foreground(mean))
-    if box is None:
+def member_disagreement(member_classes: np.ndarray, mean_classes: np.ndarray) -> float:
+    """The share of the voxels an ensemble's mean logits class as a body (``mean_classes``, on the network grid) where
+    some member alone would class them otherwise (another level, or background; ``member_classes``: (members, ...)).
+    Models trained alike agree on scans like their training scans and part where a scan is unlike them; 1.0 when the
+    ensemble finds no body."""
+    bodies = mean_classes > 0
+    if not bodies.any():
         return 1.0
-    ensemble = LabelMap.network_classes(mean[(slice(None), *box)])  # the classes only where bodies can be
-    bodies = ensemble > 0
-    inside = ensemble[bodies]
-    differs = np.zeros(inside.shape, bool)
-    for member in members:
-        differs |= LabelMap.network_classes(member[(slice(None), *box)])[bodies] != inside
-    return float(differs.mean())
+    return float((member_classes[:, bodies] != mean_classes[bodies]).any(0).mean())
 
 
 

@@ -21,7 +21,7 @@ import torch
 from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import level_map_metrics
-from saunet.inference import Segmenter, mean_logits
+from saunet.inference import Segmenter, averaged_in_place
 from saunet.orientation import volume_layout
 
 
@@ -61,7 +61,8 @@ def main() -> None:
                 logits[name], grid, _ = segmenter.network_logits(image, layout)
             for ensemble, names in ensembles.items():
                 segmenter = members[names[0]]
-                mean = mean_logits([logits[name] for name in names])
+                mean = logits[names[0]].copy()
+                averaged_in_place(mean, [logits[name] for name in names[1:]])
                 labels = segmenter.label_map.values(segmenter.decode(mean, grid, image.spacing, image.array.shape)[0])
                 reference = segmenter.label_map.apply(label.array)
                 rows[ensemble].append({"case": case, "dataset": cases[case].dataset, "fold": fold,
