@@ -61,9 +61,8 @@ def network_size(size: int) -> int:
 
 def body_logits(refiner, image: np.ndarray, region: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
     """The refiner's body logits (S, H, W) over the bodies' slices and in-plane box (0 elsewhere, where nothing is
-    decided), for the
-    normalised ``image`` (S, H, W) of pixels ``pixel_mm``; other pixel sizes than :data:`NATIVE_MM` are resampled
-    to :data:`RESAMPLED_MM` and the logits back."""
+    decided), for the normalised ``image`` (S, H, W) of pixels ``pixel_mm``; other pixel sizes than :data:`NATIVE_MM`
+    are resampled to :data:`RESAMPLED_MM` and the logits back."""
     decided = np.zeros(image.shape, np.float32)
     occupied = np.argwhere(region)
     if not len(occupied):
