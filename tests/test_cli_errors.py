@@ -146,6 +146,21 @@ def test_cv_refuses_unreadable_splits(tmp_path):
         assert_clean_failure(result, splits, ["splits"])
 
 
+def test_train_refiner_refuses_a_missing_unreadable_or_foreign_splits_file_and_a_fold_it_lacks(tmp_path):
+    data = tmp_path / "data"
+    for i in range(3):
+        phantom_pair(data, f"imagesTr/case{i}_0000.nii.gz", f"labelsTr/case{i}.nii.gz", seed=i, shape=(5, 24, 24))
+    splits = tmp_path / "splits.json"
+    for content, words in ((None, ["no such"]), ("{not json", ["splits"]),
+                           ('{"folds": [{"test": ["nobody"], "train": [], "val": []}]}', ["lacks"]),
+                           ('{"folds": [{"test": ["case0"], "train": ["case1"], "val": []}]}', ["fold 3"])):
+        if content is not None:
+            splits.write_text(content, encoding="utf-8")
+        result = run("train-refiner", "--data", data, "--splits", splits, "--fold", 3, "--out", tmp_path / "run")
+        assert_clean_failure(result, splits, words)
+        assert not (tmp_path / "run").exists()
+
+
 def test_cv_refuses_a_negative_number_of_loader_workers(tmp_path):
     result = run("cv", "--data", tmp_path, "--loader-workers", "-1", "--out", tmp_path / "cv")
     assert_clean_failure(result, "--loader-workers", ["processes"])

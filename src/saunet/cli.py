@@ -133,20 +133,15 @@ def cmd_train(args) -> None:
 
 
 def cmd_train_refiner(args) -> None:
-    import json
-
-    from saunet.crossval import gather_cases
+    from saunet.crossval import gather_cases, read_splits
 
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:
-        try:
-            names = json.loads(Path(args.splits).read_text())["folds"][args.fold]["train"]
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise InputError(args.splits, f"holds no training list for fold {args.fold} ({err})") from None
-        unknown = sorted(set(names) - set(cases))
-        if unknown:
-            raise InputError(args.splits, f"names cases the data sets lack: {', '.join(unknown[:5])}")
+        splits = read_splits(Path(args.splits), list(cases))
+        if not 0 <= args.fold < len(splits):
+            raise InputError(args.splits, f"holds no fold {args.fold} (it has {len(splits)})")
+        names = splits[args.fold]["train"]
     from saunet.refiner_training import train_refiner
 
     _set_threads(args.threads)

@@ -58,19 +58,26 @@ def _joined_splits(case_names: list[str], folds: str | int, seed: int, datasets:
                            for part in ("train", "val", "test")}} for i in range(len(per_set[0]))]
 
 
+def read_splits(path: Path, case_names: list[str]) -> list[dict]:
+    """The folds of the splits file ``path``, each naming only cases of ``case_names``."""
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))["folds"]
+        tested = {n for s in splits for n in s["test"] + s["train"] + s["val"]}
+    except FileNotFoundError:
+        raise InputError(path, "no such splits file") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"unreadable splits file ({type(err).__name__}: {err})") from None
+    missing = tested - set(case_names)
+    if missing:
+        raise InputError(path, f"splits name cases the data set lacks: {sorted(missing)}")
+    return splits
+
+
 def load_or_make_splits(path: Path, case_names: list[str], folds: str | int, seed: int = 0,
                         datasets: dict[str, str] | None = None) -> list[dict]:
     """Read ``path`` when it exists (so every model uses the same folds), else make and write it."""
     if path.exists():
-        try:
-            splits = json.loads(path.read_text(encoding="utf-8"))["folds"]
-            tested = {n for s in splits for n in s["test"] + s["train"] + s["val"]}
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-            raise InputError(path, f"unreadable splits file ({type(err).__name__}: {err})") from None
-        missing = tested - set(case_names)
-        if missing:
-            raise InputError(path, f"splits name cases the data set lacks: {sorted(missing)}")
-        return splits
+        return read_splits(path, case_names)
     splits = make_splits(case_names, folds, seed, datasets)
     write_text(json.dumps({"folds_arg": str(folds), "seed": seed, "folds": splits}, indent=1) + "\n", path)
     return splits
