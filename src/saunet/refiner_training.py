@@ -59,12 +59,21 @@ def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
     return padded[row:row + PATCH, column:column + PATCH]
 
 
-def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator):
-    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel."""
+def case_shares(data_sets: list[str]) -> np.ndarray:
+    """How often each case is drawn when every data set is drawn equally often, whatever its number of scans."""
+    names, counts = np.unique(data_sets, return_counts=True)
+    per_case = dict(zip(names, 1 / (len(names) * counts)))
+    return np.array([per_case[name] for name in data_sets])
+
+
+def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, shares: np.ndarray | None = None):
+    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel of a
+    case drawn uniformly, or with probabilities ``shares``."""
     places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
-        for i in rng.integers(len(cases), size=BATCH):
+        chosen = rng.integers(len(cases), size=BATCH) if shares is None else rng.choice(len(cases), BATCH, p=shares)
+        for i in chosen:
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
             shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
@@ -82,9 +91,11 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
     return bce + 1 - dice
 
 
-def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
+                  balanced: bool = False) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
-    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
+    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
+    set drawn as often as every other (:func:`case_shares`), else each case."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -99,7 +110,8 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
-    stream, losses, started = batches(prepared, rng), [], time.time()
+    shares = case_shares([case.dataset for case in cases]) if balanced else None
+    stream, losses, started = batches(prepared, rng, shares), [], time.time()
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
@@ -112,7 +124,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "cases": [c.name for c in cases],
+                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)
