@@ -145,8 +145,7 @@ def cmd_train_refiner(args) -> None:
     from saunet.refiner_training import train_refiner
 
     _set_threads(args.threads)
-    onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced)
-    print(f"refiner written to {onnx}")
+    print(f"refiner written to {train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed)}")
 
 
 def cmd_cv(args) -> None:
@@ -456,8 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0, help="the fold of --splits (default 0)")
     p.add_argument("--steps", type=int, default=3000, help="batches of 32 patches (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--balanced", action="store_true",
-                   help="draw each data set as often as every other, whatever its number of scans (default: each scan)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)

@@ -1,6 +1,7 @@
 """Training of the outline refiner (:mod:`saunet.refinement`) on the scans' own in-plane grids, and its export.
 
-Patches of one sagittal slice around the annotated bodies; the loss counts only pixels within the refiner's
+Patches of one sagittal slice around the annotated bodies, each data set drawn as often as every other (as the
+level network's stacks are); the loss counts only pixels within the refiner's
 :data:`~saunet.refinement.RADIUS` of an annotated body (where it will decide), and in data sets that leave the
 levels above their top one unannotated, nothing above that body (an unannotated T12 is not background).
 """
@@ -23,7 +24,7 @@ from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
 from saunet.preprocessing import normalise_intensities
 from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
-from saunet.training import augment, vary_appearance
+from saunet.training import augment, drawn_index, vary_appearance
 
 BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
 PATCH = 64
@@ -59,21 +60,13 @@ def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
     return padded[row:row + PATCH, column:column + PATCH]
 
 
-def case_shares(data_sets: list[str]) -> np.ndarray:
-    """How often each case is drawn when every data set is drawn equally often, whatever its number of scans."""
-    names, counts = np.unique(data_sets, return_counts=True)
-    per_case = dict(zip(names, 1 / (len(names) * counts)))
-    return np.array([per_case[name] for name in data_sets])
-
-
-def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, shares: np.ndarray | None = None):
+def batches(cases: list[tuple[np.ndarray, ...]], data_sets: list[str], rng: np.random.Generator):
     """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel of a
-    case drawn uniformly, or with probabilities ``shares``."""
+    case drawn as the level network's are, each data set equally often (:func:`saunet.training.drawn_index`)."""
     places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
-        chosen = rng.integers(len(cases), size=BATCH) if shares is None else rng.choice(len(cases), BATCH, p=shares)
-        for i in chosen:
+        for i in (drawn_index(data_sets, rng) for _ in range(BATCH)):
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
             shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
@@ -91,11 +84,9 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
     return bce + 1 - dice
 
 
-def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False) -> Path:
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
-    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
-    set drawn as often as every other (:func:`case_shares`), else each case."""
+    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -110,8 +101,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
-    shares = case_shares([case.dataset for case in cases]) if balanced else None
-    stream, losses, started = batches(prepared, rng, shares), [], time.time()
+    stream, losses, started = batches(prepared, [case.dataset for case in cases], rng), [], time.time()
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
@@ -124,7 +114,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced, "cases": [c.name for c in cases],
+                     "step": step + 1, "seed": seed, "features": FEATURES, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)

@@ -125,14 +125,20 @@ def prepare_cases(cases: list[Case], config: TrainConfig, progress: bool = True)
     return prepared
 
 
+def drawn_index(data_sets: list[str], rng: np.random.Generator) -> int:
+    """The index of a random case, given each case's data set: with several data sets, first a data set (each
+    equally often), then one of its cases, so a small set is not drowned by a large one."""
+    sets = sorted(set(data_sets))
+    if len(sets) == 1:
+        return int(rng.integers(len(data_sets)))
+    chosen = sets[rng.integers(len(sets))]
+    members = [i for i, name in enumerate(data_sets) if name == chosen]
+    return members[rng.integers(len(members))]
+
+
 def draw_case(cases: list[PreparedCase], rng: np.random.Generator) -> PreparedCase:
-    """A random case; with several data sets, first a data set (each equally often), then one of its cases,
-    so a small set is not drowned by a large one."""
-    sets = sorted({case.dataset for case in cases})
-    if len(sets) > 1:
-        chosen = sets[rng.integers(len(sets))]
-        cases = [case for case in cases if case.dataset == chosen]
-    return cases[rng.integers(len(cases))]
+    """A random case, each data set equally often (:func:`drawn_index`)."""
+    return cases[drawn_index([case.dataset for case in cases], rng)]
 
 
 def thick_slice_factor(case: PreparedCase, slices: int, config: TrainConfig, rng: np.random.Generator) -> int:
