@@ -89,15 +89,19 @@ def test_training_counts_only_pixels_near_annotated_bodies_and_nothing_above_a_p
     assert known[above].any() == (annotated is None)
 
 
-def test_the_refiner_draws_each_data_set_as_often_whatever_its_number_of_scans():
+def test_the_balanced_refiner_draws_each_data_set_as_often_whatever_its_number_of_scans():
     from saunet.refiner_training import batches
 
     body = np.zeros((1, 8, 8), bool)
     body[0, 3:5, 3:5] = True
     cases = [(np.full((1, 8, 8), float(i == 3), np.float32), body, body) for i in range(4)]  # the small set's is bright
-    stream = batches(cases, ["big", "big", "big", "small"], np.random.default_rng(0))
-    small_share = np.mean([next(stream)[0][:, 0, 0, 0, 0].numpy() for _ in range(40)])
-    assert abs(small_share - 0.5) < 0.05  # drawn per scan it would be a quarter
+
+    def small_share(data_sets):
+        stream = batches(cases, np.random.default_rng(0), data_sets)
+        return np.mean([next(stream)[0][:, 0, 0, 0, 0].numpy() for _ in range(40)])
+
+    assert abs(small_share(["big", "big", "big", "small"]) - 0.5) < 0.05
+    assert abs(small_share(None) - 0.25) < 0.05  # the default: each scan equally often
 
 
 def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):

@@ -1,7 +1,7 @@
 """Training of the outline refiner (:mod:`saunet.refinement`) on the scans' own in-plane grids, and its export.
 
-Patches of one sagittal slice around the annotated bodies, each data set drawn as often as every other (as the
-level network's stacks are); the loss counts only pixels within the refiner's
+Patches of one sagittal slice around the annotated bodies (of a scan drawn uniformly, or with ``balanced`` each data
+set as often, as the level network's stacks are drawn); the loss counts only pixels within the refiner's
 :data:`~saunet.refinement.RADIUS` of an annotated body (where it will decide), and in data sets that leave the
 levels above their top one unannotated, nothing above that body (an unannotated T12 is not background).
 """
@@ -60,13 +60,16 @@ def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
     return padded[row:row + PATCH, column:column + PATCH]
 
 
-def batches(cases: list[tuple[np.ndarray, ...]], data_sets: list[str], rng: np.random.Generator):
+def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_sets: list[str] | None = None):
     """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel of a
-    case drawn as the level network's are, each data set equally often (:func:`saunet.training.drawn_index`)."""
+    case drawn uniformly, or, given each case's data set, as the level network draws its stacks: each data set
+    equally often (:func:`saunet.training.drawn_index`)."""
     places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
-        for i in (drawn_index(data_sets, rng) for _ in range(BATCH)):
+        chosen = (rng.integers(len(cases), size=BATCH) if data_sets is None
+                  else (drawn_index(data_sets, rng) for _ in range(BATCH)))
+        for i in chosen:
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
             shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
@@ -84,9 +87,11 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
     return bce + 1 - dice
 
 
-def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True) -> Path:
+def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
+                  balanced: bool = False) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
-    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file."""
+    steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
+    set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -101,7 +106,8 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
-    stream, losses, started = batches(prepared, [case.dataset for case in cases], rng), [], time.time()
+    data_sets = [case.dataset for case in cases] if balanced else None
+    stream, losses, started = batches(prepared, rng, data_sets), [], time.time()
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
@@ -114,7 +120,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "cases": [c.name for c in cases],
+                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)
