@@ -191,7 +191,6 @@ def test_ensemble_members_that_class_part_of_the_bodies_otherwise_disagree_on_th
     assert member_disagreement(*averaged_in_place(nothing, [nothing.copy()])) == 1.0  # no body: nothing to trust
 
 
-
 def test_disagreeing_ensemble_members_make_a_scan_a_check():
     labels = column()
     bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)

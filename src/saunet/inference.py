@@ -450,8 +450,7 @@ class Segmenter:
         unrefined = None
         if self.refiner is not None and labels.any():
             unrefined = self.label_map.values(labels)
-            seen = self.in_shared_units(intensities)
-            seen = normalise_intensities(volume.array, CLIP_PERCENTILES) if seen is None else seen
+            seen = self.in_shared_units(volume.array, intensities)
             labels[box] = refined_in_box(self.refiner, labels[box], seen[box], layout, volume.spacing)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
@@ -526,10 +525,12 @@ class Segmenter:
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
-                      self.label_map, self.training_profile, normalised=self.in_shared_units(result.intensities),
+                      self.label_map, self.training_profile, normalised=self.in_shared_units(volume.array, result.intensities),
                       disagreement=result.disagreement, box=result.box)
 
-    def in_shared_units(self, intensities: np.ndarray) -> np.ndarray | None:
-        """The scan's ``intensities`` as this model's network saw them, where it normalises as quality control and
-        the refiner do (:data:`CLIP_PERCENTILES`: reused, not redone); else None."""
-        return intensities if self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES else None
+    def in_shared_units(self, array: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+        """The scan ``array`` normalised as quality control and the refiner see it (:data:`CLIP_PERCENTILES`):
+        ``intensities``, the network's view of it, where this model's network normalises so (reused, not redone)."""
+        if self.preprocessor.settings.clip_percentiles == CLIP_PERCENTILES:
+            return intensities
+        return normalise_intensities(array, CLIP_PERCENTILES)

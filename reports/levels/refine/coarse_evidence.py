@@ -19,8 +19,7 @@ from saunet.crossval import gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import level_map_metrics
 from saunet.inference import Segmenter
-from saunet.preprocessing import normalise_intensities
-from saunet.refinement import CLIP_PERCENTILES, RADIUS, anchored, body_logits, in_plane_dilation, nearest_levels
+from saunet.refinement import RADIUS, anchored, body_logits, in_plane_dilation, nearest_levels
 from saunet.refiner_training import BODY_VALUES
 
 WEIGHTS = (0.0, 0.5, 1.0)
@@ -31,8 +30,7 @@ def redrawn(segmenter, result, image) -> dict[float, np.ndarray]:
     layout, box = result.layout, result.box
     body = np.clip(result.box_probabilities.sum(0), 1e-6, 1 - 1e-6)
     coarse = layout.to_canonical(np.log(body) - np.log1p(-body))
-    seen = segmenter.in_shared_units(result.intensities)
-    seen = normalise_intensities(image.array, CLIP_PERCENTILES) if seen is None else seen
+    seen = segmenter.in_shared_units(image.array, result.intensities)
     levels = layout.to_canonical(result.unrefined_labels[box])
     region = in_plane_dilation(levels > 0, RADIUS)
     own = body_logits(segmenter.refiner, layout.to_canonical(seen[box]), region, layout.spacing(image.spacing)[1:])
