@@ -145,8 +145,7 @@ def cmd_train_refiner(args) -> None:
     from saunet.refiner_training import train_refiner
 
     _set_threads(args.threads)
-    onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
-                         soft_targets=args.soft_targets)
+    onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced)
     print(f"refiner written to {onnx}")
 
 
@@ -460,8 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action="store_true",
                    help="draw each data set as often as every other, as the level network does (default: each scan; "
                         "fold 0 in reports/levels/refine: lumbar-t2 Dice +0.3-0.5, water-fat body-wise -0.2 to +0.1)")
-    p.add_argument("--soft-targets", action="store_true",
-                   help="resample a rotated or scaled patch's target bilinearly, as its image (default: nearest)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)

@@ -88,12 +88,10 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False, soft_targets: bool = False) -> Path:
+                  balanced: bool = False) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
-    set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case.
-    ``soft_targets``: a rotated or scaled patch's target resampled bilinearly (fractions at the outline, where the
-    image is interpolated too), else nearest (0 or 1, the outline moved up to half a pixel); the draws are the same."""
+    set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -113,7 +111,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
-        images, targets, known = augment(images, targets, rng, soft=soft_targets, known=known)
+        images, targets, known = augment(images, targets, rng, known=known)
         loss = masked_loss(net(vary_appearance(images, rng)[:, :, 0]), targets[:, :, 0], known[:, :, 0])
         optimizer.zero_grad()
         loss.backward()
@@ -122,8 +120,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced,
-                     "soft_targets": soft_targets, "cases": [c.name for c in cases],
+                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)
