@@ -129,7 +129,9 @@ class Segmentation:
     box_probabilities: np.ndarray
     box: tuple[slice, ...]
     layout: Layout  # how the input's array was brought into the canonical layout
-    intensities: np.ndarray | None = None  # the input normalised as the network saw it, on its grid (for QC)
+    # the input normalised as quality control and the refiner see it (CLIP_PERCENTILES), on its grid: the network's
+    # own view of it where the network normalises so (Segmenter.in_shared_units)
+    intensities: np.ndarray | None = None
     disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
     # the post-processed labels before the outline refiner redrew them, and the refiner's file (None: not refined)
@@ -447,16 +449,15 @@ class Segmenter:
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
         logits, disagreement, grid, intensities = self.ensemble_logits(volume, layout)
         labels, raw, probabilities, box = self.decode(logits, grid, volume.spacing, volume.array.shape)
-        unrefined = None
+        unrefined, seen = None, self.in_shared_units(volume.array, intensities)
         if self.refiner is not None and labels.any():
             unrefined = self.label_map.values(labels)
-            seen = self.in_shared_units(volume.array, intensities)
             labels[box] = refined_in_box(self.refiner, labels[box], seen[box], layout, volume.spacing)
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
             box = tuple(slice(0, size) for size in volume.array.shape)
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, box, layout,
-                            intensities, disagreement, self.described, unrefined,
+                            seen, disagreement, self.described, unrefined,
                             None if self.refiner is None else str(self.refiner.path))
 
     def segment_checked(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
@@ -525,7 +526,7 @@ class Segmenter:
     def assess(self, volume: Volume, result: Segmentation) -> Verdict:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
-                      self.label_map, self.training_profile, normalised=self.in_shared_units(volume.array, result.intensities),
+                      self.label_map, self.training_profile, normalised=result.intensities,
                       disagreement=result.disagreement, box=result.box)
 
     def in_shared_units(self, array: np.ndarray, intensities: np.ndarray) -> np.ndarray:

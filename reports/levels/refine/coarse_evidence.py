@@ -30,7 +30,7 @@ def redrawn(segmenter, result, image) -> dict[float, np.ndarray]:
     layout, box = result.layout, result.box
     body = np.clip(result.box_probabilities.sum(0), 1e-6, 1 - 1e-6)
     coarse = layout.to_canonical(np.log(body) - np.log1p(-body))
-    seen = segmenter.in_shared_units(image.array, result.intensities)
+    seen = result.intensities  # the scan as the refiner sees it
     levels = layout.to_canonical(result.unrefined_labels[box])
     region = in_plane_dilation(levels > 0, RADIUS)
     own = body_logits(segmenter.refiner, layout.to_canonical(seen[box]), region, layout.spacing(image.spacing)[1:])
