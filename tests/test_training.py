@@ -220,6 +220,18 @@ def test_same_seed_same_run(phantom_data, tmp_path, loader_workers):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_cpu_run_records_its_thread_count_which_its_numbers_depend_on(phantom_data, tmp_path):
+    cases = list_cases(phantom_data)
+    config = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=1, patch=32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(config, cases[:4], [], tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert Checkpoint.load(tmp_path / "run" / "checkpoint_last.pt").trained_on == "cpu (threads: 1)"
+
+
 def test_appearance_augmentation_changes_the_run_and_repeats_with_the_seed(phantom_data, tmp_path):
     cases = list_cases(phantom_data)
     plain = TrainConfig(model_kwargs={"features": [4, 8, 16], "growth": 4}, epochs=1, steps_per_epoch=3, patch=32)

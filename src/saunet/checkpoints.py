@@ -34,7 +34,7 @@ class Checkpoint:
     label_map: LabelMap = field(default_factory=LabelMap)
     postprocessing: PostprocessingSettings = field(default_factory=PostprocessingSettings)
     slice_axis: int | None = None  # None: the layout comes from each scan's header
-    trained_on: str = "cpu"  # "cpu" or the GPU's name
+    trained_on: str = "cpu"  # "cpu (threads: N)" (plain "cpu" before session 31) or the GPU's name
     config: dict = field(default_factory=dict)  # the TrainConfig it was trained with
     state_dict: dict | None = None  # the weights inference uses
     # the weights as trained, when state_dict holds their moving average (TrainConfig.ema): what a resumed run continues

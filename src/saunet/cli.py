@@ -69,7 +69,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="channels each densely connected convolution adds (Dense U-Net, SAU-Net; default: the model's own)")
     g.add_argument("--slice-axis", type=int, default=None, help="array axis of the sagittal slices (default: from orientation)")
     g.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for PyTorch (default: all; with cv --workers, all shared among the workers)")
+                   help="CPU threads for PyTorch (default: all; with cv --workers, all shared among the workers). "
+                        "A CPU run repeats exactly at the same seed and thread count; another count sums in another "
+                        "order, and the weights part after a few steps")
 
 
 def _set_threads(threads: int) -> None:

@@ -488,7 +488,8 @@ def new_record(config: TrainConfig, model_kwargs: dict, train_data: list[Prepare
         # the same as typical_component_count(train_cases), from the labels prepare_cases has read already
         postprocessing=PostprocessingSettings(max_components=int(np.median([case.components for case in train_data]))),
         slice_axis=config.slice_axis,
-        trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        # a CPU run repeats exactly only at the same thread count: the count sets the order floats are summed in
+        trained_on=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu (threads: {torch.get_num_threads()})",
         config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         training_profile=profile.to_dict())
 
