@@ -89,7 +89,7 @@ class CVResult:
     raw_rows: list[dict]  # the same without post-processing
     histories: dict[str, list[dict]]
     fold_count: int  # folds in the splits; fewer are reported when the run is unfinished
-    trained_on: dict[str, str] = field(default_factory=dict)  # "model fold k": "cpu" or the GPU's name
+    trained_on: dict[str, str] = field(default_factory=dict)  # "model fold k": "cpu (threads: N)" or the GPU's name
 
 
 def fold_finished(run_dir: Path, epochs: int) -> bool:
