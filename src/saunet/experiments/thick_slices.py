@@ -59,9 +59,13 @@ def scan_variant(image: Volume, label: Volume, kind: str) -> tuple[Volume, Volum
 def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
     """One scan segmented, assessed by quality control and scored body-wise against its expert mask."""
     result = segmenter.segment(image)
-    verdict = segmenter.assess(image, result)
+    return scored_labels(result.labels, segmenter.assess(image, result), label, dataset)
+
+
+def scored_labels(labels: np.ndarray, verdict, label: Volume, dataset: str) -> dict:
+    """A label map of one scan with its quality-control verdict, scored body-wise against the expert mask."""
     return {"dataset": dataset, "verdict": verdict.verdict, "reasons": verdict.reasons,
-            **body_metrics(result.labels, label.array)}
+            **body_metrics(labels, label.array)}
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = ()) -> list[dict]:
