@@ -23,6 +23,7 @@ from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
 from saunet.orientation import volume_layout
+from saunet.quality import Verdict
 
 TARGET_MM = 4.0
 
@@ -62,7 +63,7 @@ def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
     return scored_labels(result.labels, segmenter.assess(image, result), label, dataset)
 
 
-def scored_labels(labels: np.ndarray, verdict, label: Volume, dataset: str) -> dict:
+def scored_labels(labels: np.ndarray, verdict: Verdict, label: Volume, dataset: str) -> dict:
     """A label map of one scan with its quality-control verdict, scored body-wise against the expert mask."""
     return {"dataset": dataset, "verdict": verdict.verdict, "reasons": verdict.reasons,
             **body_metrics(labels, label.array)}
