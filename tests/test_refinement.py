@@ -47,6 +47,32 @@ def test_an_island_the_refiner_draws_near_a_body_but_apart_from_it_is_dropped():
     assert (refined[:2, 10:24, 20:40] == 4).all()  # the body it moved stays whole
 
 
+def test_a_bodys_small_lateral_end_slices_are_trimmed_and_its_inner_slices_kept():
+    from saunet.postprocessing import trimmed_lateral_ends
+
+    levels = np.zeros((9, 20, 20), np.uint8)
+    levels[2:8, 2:12, 2:12] = 7  # 100 pixels a slice
+    levels[0:2, 5:8, 5:8] = 7  # 9 pixels: beyond the body's end on one side
+    levels[8, 4:8, 4:9] = 7  # 20 pixels, a fifth of the largest slice: kept
+    levels[4, 2:12, 2:12] = 0
+    levels[4, 5:8, 5:8] = 7  # a small slice inside the body: kept
+    levels[0:9, 14:18, 14:18] = 3  # another level, every slice alike: untouched
+    trimmed = trimmed_lateral_ends(levels)
+    assert not (trimmed[0:2] == 7).any()
+    assert np.array_equal(trimmed[2:], levels[2:])
+    assert ((trimmed == 3) == (levels == 3)).all()
+
+
+def test_the_refiner_trims_the_lateral_end_slices_it_redraws():
+    image, coarse = phantom((6, 64, 64))
+    coarse[2:5] = coarse[1]
+    coarse[5, 14:16, 30:32] = 4  # a sliver of the upper body beyond its end
+    image[5] = 0
+    image[5, 14:16, 30:32] = 1.0
+    refined = refine(BrightIsBody(), coarse, image, (1.0, 1.0))
+    assert not refined[5].any() and (refined[:5, 10:24, 20:40] == 4).all()
+
+
 def test_a_redrawn_voxel_takes_the_name_of_the_nearest_coarse_body_in_its_slice():
     levels = np.zeros((2, 9, 9), np.uint8)
     levels[0, 1, 1], levels[0, 7, 7] = 2, 5

@@ -8,6 +8,8 @@ import numpy as np
 import SimpleITK as sitk
 
 MIN_COMPONENT_MM3 = 1000.0  # a vertebral body is about 30 000 mm^3; smaller islands are false positives
+# a body's lateral end slices smaller than this share of its largest slice lie beyond its end (reports/levels/refine)
+END_SLICE_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -220,3 +222,18 @@ def level_steps(heights: np.ndarray, missed: float = 1.6) -> np.ndarray:
     typical = np.median(steps)
     skips = np.where(steps > missed * typical, np.maximum(np.rint(steps / typical), 1), 1).astype(int)
     return np.concatenate([[0], np.cumsum(skips)])
+
+
+def trimmed_lateral_ends(levels: np.ndarray, share: float = END_SLICE_SHARE) -> np.ndarray:
+    """(S, H, W) level map, slices first -> the same without each level's outermost slices (from either lateral end
+    inward, up to the first slice that holds at least ``share`` of the level's largest slice area)."""
+    out = levels.copy()
+    for level in np.unique(levels[levels > 0]):
+        area = (levels == level).sum((1, 2))
+        occupied = np.flatnonzero(area)
+        for end in (occupied, occupied[::-1]):
+            for s in end:
+                if area[s] >= share * area.max():
+                    break
+                out[s][levels[s] == level] = 0
+    return out

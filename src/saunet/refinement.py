@@ -3,7 +3,8 @@ near the level map the level network made on its coarser grid (reports/levels/re
 
 The refiner sees one sagittal slice and says body or not, only within :data:`RADIUS` pixels of the level map's
 bodies; every voxel it keeps takes the level of the nearest body voxel of the level map in its slice, and a piece of
-a level that holds none of that level's voxels of the level map (an island the refiner drew) is dropped. Which bodies
+a level that holds none of that level's voxels of the level map (an island the refiner drew) is dropped, and so are a
+body's lateral end slices under a fifth of its largest slice (:func:`saunet.postprocessing.trimmed_lateral_ends`). Which bodies
 there are, their names, and the sacrum stay the level network's and post-processing's business.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from saunet.errors import InputError
+from saunet.postprocessing import trimmed_lateral_ends
 from saunet.preprocessing import resize_in_plane
 from saunet.quality import CLIP_PERCENTILES  # noqa: F401 - the units the refiner sees scans in, as QC's statistics
 
@@ -107,4 +109,4 @@ def refine(refiner, levels: np.ndarray, image: np.ndarray, pixel_mm: tuple[float
     """(S, H, W) level map (canonical layout) and the scan normalised as the network saw it -> the refined map."""
     region = in_plane_dilation(levels > 0, RADIUS)
     redrawn = nearest_levels(levels, region & (body_logits(refiner, image, region, pixel_mm) > 0))
-    return anchored(redrawn, levels)
+    return trimmed_lateral_ends(anchored(redrawn, levels))
