@@ -228,12 +228,12 @@ def trimmed_lateral_ends(levels: np.ndarray, share: float = END_SLICE_SHARE) -> 
     """(S, H, W) level map, slices first -> the same without each level's outermost slices (from either lateral end
     inward, up to the first slice that holds at least ``share`` of the level's largest slice area)."""
     out = levels.copy()
-    for level in np.unique(levels[levels > 0]):
+    for level in present_values(levels):
         area = (levels == level).sum((1, 2))
-        occupied = np.flatnonzero(area)
+        occupied, enough = np.flatnonzero(area), share * area.max()
         for end in (occupied, occupied[::-1]):
             for s in end:
-                if area[s] >= share * area.max():
+                if area[s] >= enough:
                     break
                 out[s][levels[s] == level] = 0
     return out
