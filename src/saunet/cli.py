@@ -147,7 +147,8 @@ def cmd_train_refiner(args) -> None:
     from saunet.refiner_training import train_refiner
 
     _set_threads(args.threads)
-    onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced)
+    onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
+                        beyond_mm=args.beyond_mm)
     print(f"refiner written to {onnx}")
 
 
@@ -461,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action="store_true",
                    help="draw each data set as often as every other, as the level network does (default: each scan; "
                         "fold 0 in reports/levels/refine: lumbar-t2 Dice +0.3-0.5, water-fat body-wise -0.2 to +0.1)")
+    p.add_argument("--beyond-mm", type=float, default=0.0,
+                   help="also teach, as background, the slices this far beyond each body's lateral end (default 0)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)
