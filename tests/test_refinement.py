@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from saunet.errors import InputError
 from saunet.refinement import RADIUS, body_logits, in_plane_dilation, nearest_levels, refine, widened
 
 
@@ -142,6 +143,23 @@ def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):
     logits = OutlineRefiner(path)(np.zeros((3, 1, 48, 80), np.float32))
     assert logits.shape == (3, 1, 48, 80) and np.isfinite(logits).all()
     assert train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False) == path  # resumes, done
+    with pytest.raises(InputError, match="features"):  # a run of another width does not resume this one
+        train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, features=(4, 4, 8, 8, 16, 4))
+
+
+def test_a_refiner_of_other_widths_trains_and_exports(tmp_path):
+    import torch
+
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+    from saunet.refinement import OutlineRefiner
+    from saunet.refiner_training import train_refiner
+
+    write_cohort(tmp_path / "data", 1, seed=4, shape=(5, 48, 48))
+    widths = (4, 4, 8, 8, 16, 4)
+    path = train_refiner(list_cases(tmp_path / "data"), 1, tmp_path / "run", progress=False, features=widths)
+    assert torch.load(tmp_path / "run" / "refiner.pt")["features"] == widths
+    assert OutlineRefiner(path)(np.zeros((1, 1, 32, 32), np.float32)).shape == (1, 1, 32, 32)
 
 
 def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_else(lumbar):

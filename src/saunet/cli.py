@@ -137,6 +137,7 @@ def cmd_train(args) -> None:
 def cmd_train_refiner(args) -> None:
     from saunet.crossval import gather_cases, read_splits
 
+    widths = {"features": _widths(args.features)} if args.features else {}
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:
@@ -148,7 +149,7 @@ def cmd_train_refiner(args) -> None:
 
     _set_threads(args.threads)
     onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
-                        beyond_mm=args.beyond_mm)
+                        beyond_mm=args.beyond_mm, **widths)
     print(f"refiner written to {onnx}")
 
 
@@ -168,6 +169,14 @@ def cmd_cv(args) -> None:
         raise InputError(args.out, "no finished fold to report on")
     report = write_cv_report(result, Path(args.report or args.out), command_line(), config, Path(args.out), data)
     print(f"report: {report}")
+
+
+def _widths(value: str) -> tuple[int, ...]:
+    """--features: six positive whole numbers, comma-separated."""
+    widths = value.split(",")
+    if len(widths) != 6 or not all(w.strip().isdigit() and int(w) > 0 for w in widths):
+        raise InputError("--features", f"{value!r} is not six positive whole numbers, comma-separated")
+    return tuple(int(w) for w in widths)
 
 
 def _folds(value: str) -> str | int:
@@ -464,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fold 0 in reports/levels/refine: lumbar-t2 Dice +0.3-0.5, water-fat body-wise -0.2 to +0.1)")
     p.add_argument("--beyond-mm", type=float, default=0.0,
                    help="also teach, as background, the slices this far beyond each body's lateral end (default 0)")
+    p.add_argument("--features", default=None, metavar="N,N,N,N,N,N",
+                   help="the BasicUNet's six widths (default 8,16,32,64,128,8; 16,32,64,128,256,16 is four times "
+                        "the compute)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)

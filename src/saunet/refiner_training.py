@@ -19,6 +19,7 @@ from monai.networks.nets import BasicUNet
 from tqdm import tqdm
 
 from saunet.datasets import Case, read_case
+from saunet.errors import InputError
 from saunet.files import atomic_path
 from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
@@ -33,10 +34,10 @@ BATCH = 32
 FEATURES = (8, 16, 32, 64, 128, 8)
 
 
-def outline_net() -> torch.nn.Module:
-    """MONAI's BasicUNet, 2D: (B, 1, H, W) one normalised sagittal slice -> (B, 1, H, W) body logit; H and W
-    multiples of 16."""
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=FEATURES)
+def outline_net(features: tuple[int, ...] = FEATURES) -> torch.nn.Module:
+    """MONAI's BasicUNet, 2D, of ``features`` (its six widths): (B, 1, H, W) one normalised sagittal slice ->
+    (B, 1, H, W) body logit; H and W multiples of 16."""
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=features)
 
 
 def canonical_case(case: Case, beyond_mm: float = 0.0) -> tuple[np.ndarray, ...]:
@@ -107,21 +108,23 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False, beyond_mm: float = 0.0) -> Path:
+                  balanced: bool = False, beyond_mm: float = 0.0, features: tuple[int, ...] = FEATURES) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
     set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case;
-    ``beyond_mm``: :func:`canonical_case`'s."""
+    ``beyond_mm``: :func:`canonical_case`'s; ``features``: :func:`outline_net`'s."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case, beyond_mm) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
-    net = outline_net()
+    net = outline_net(features)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)
     out.mkdir(parents=True, exist_ok=True)
     start = 0
     if (out / "refiner.pt").exists():
         saved = torch.load(out / "refiner.pt")
+        if tuple(saved.get("features", FEATURES)) != tuple(features):
+            raise InputError(out / "refiner.pt", f"holds a refiner of features {saved.get('features')}, not {features}")
         net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
@@ -140,7 +143,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "step": step + 1, "seed": seed, "features": FEATURES, "balanced": balanced,
+                     "step": step + 1, "seed": seed, "features": features, "balanced": balanced,
                      "beyond_mm": beyond_mm, "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
