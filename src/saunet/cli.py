@@ -149,7 +149,7 @@ def cmd_train_refiner(args) -> None:
 
     _set_threads(args.threads)
     onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
-                        beyond_mm=args.beyond_mm, **widths)
+                        **widths)
     print(f"refiner written to {onnx}")
 
 
@@ -471,8 +471,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action="store_true",
                    help="draw each data set as often as every other, as the level network does (default: each scan; "
                         "fold 0 in reports/levels/refine: lumbar-t2 Dice +0.3-0.5, water-fat body-wise -0.2 to +0.1)")
-    p.add_argument("--beyond-mm", type=float, default=0.0,
-                   help="also teach, as background, the slices this far beyond each body's lateral end (default 0)")
     p.add_argument("--features", default=None, metavar="N,N,N,N,N,N",
                    help="the BasicUNet's six widths (default 8,16,32,64,128,8; 16,32,64,128,256,16 is four times "
                         "the compute)")

@@ -40,37 +40,18 @@ def outline_net(features: tuple[int, ...] = FEATURES) -> torch.nn.Module:
     return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=features)
 
 
-def canonical_case(case: Case, beyond_mm: float = 0.0) -> tuple[np.ndarray, ...]:
-    """A case's normalised image, 0/1 body target, known-pixel mask and the pixels patches are centred near, each
-    (slices, superior, posterior). ``beyond_mm``: the slices that far beyond each level's lateral end are known
-    background around where the end slice's body lies, and patches are centred there too."""
+def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A case's normalised image, 0/1 body target and known-pixel mask, each (slices, superior, posterior)."""
     image, label = read_case(case)
     layout = volume_layout(image)
     array = normalise_intensities(layout.to_canonical(image.array), CLIP_PERCENTILES)
-    levels = layout.to_canonical(label.array)
-    body = np.isin(levels, BODY_VALUES)
-    beyond = beyond_lateral_ends(levels, int(round(beyond_mm / layout.spacing(image.spacing)[0])))
-    known = in_plane_dilation(body | beyond, RADIUS)
+    body = np.isin(layout.to_canonical(label.array), BODY_VALUES)
+    known = in_plane_dilation(body, RADIUS)
     if case.annotated is not None and min(case.annotated) > 1:
         rows = np.arange(body.shape[1])
-        top = np.where((body | beyond).any(2), rows[None], -1).max(1)  # the top annotated body's highest row, per slice
+        top = np.where(body.any(2), rows[None], -1).max(1)  # the top annotated body's highest row, per slice
         known &= rows[None, :, None] <= top[:, None, None] + 2
-    return array, body, known, body | beyond
-
-
-def beyond_lateral_ends(levels: np.ndarray, slices: int) -> np.ndarray:
-    """(S, H, W) level map -> where each level's end slice's body lies, on the ``slices`` slices beyond either of its
-    lateral ends (inside the volume)."""
-    out = np.zeros(levels.shape, bool)
-    for level in BODY_VALUES:
-        occupied = np.flatnonzero((levels == level).any((1, 2)))
-        if not len(occupied):
-            continue
-        for end, step in ((occupied[0], -1), (occupied[-1], 1)):
-            for s in range(end + step, end + step * (slices + 1), step):
-                if 0 <= s < len(levels):
-                    out[s] |= levels[end] == level
-    return out
+    return array, body, known
 
 
 def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
@@ -81,10 +62,10 @@ def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
 
 
 def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_sets: list[str] | None = None):
-    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random pixel of the
-    centres (:func:`canonical_case`'s last array) of a case drawn uniformly, or, given each case's data set, as the
-    level network draws its stacks: each data set equally often (:func:`saunet.training.drawn_index`)."""
-    places = [np.argwhere(centres) for *_, centres in cases]
+    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel of a
+    case drawn uniformly, or, given each case's data set, as the level network draws its stacks: each data set
+    equally often (:func:`saunet.training.drawn_index`)."""
+    places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
         chosen = (rng.integers(len(cases), size=BATCH) if data_sets is None
@@ -93,7 +74,7 @@ def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
             shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
-            drawn.append([patch(array[int(s)], r, c) for array in cases[i][:3]])
+            drawn.append([patch(array[int(s)], r, c) for array in cases[i]])
         images, targets, known = (torch.from_numpy(np.stack(a)[:, None, None]) for a in zip(*drawn))
         yield images.float(), targets.float(), known
 
@@ -108,14 +89,14 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False, beyond_mm: float = 0.0, features: tuple[int, ...] = FEATURES) -> Path:
+                  balanced: bool = False, features: tuple[int, ...] = FEATURES) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
     set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case;
-    ``beyond_mm``: :func:`canonical_case`'s; ``features``: :func:`outline_net`'s."""
+    ``features``: :func:`outline_net`'s."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    prepared = [canonical_case(case, beyond_mm) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
+    prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
     net = outline_net(features)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)
@@ -144,7 +125,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                      "step": step + 1, "seed": seed, "features": features, "balanced": balanced,
-                     "beyond_mm": beyond_mm, "cases": [c.name for c in cases],
+                     "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
                 torch.save(state, tmp)
