@@ -179,4 +179,3 @@ def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_e
     dice = [overlap_metrics(labels > 0, reference.array > 0)["dice"] for labels in (plain.labels, result.labels)]
     print("Dice before and after the refiner (a training scan of both):", dice)
     assert dice[1] > dice[0]
-
