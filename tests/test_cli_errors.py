@@ -164,8 +164,8 @@ def test_train_refiner_refuses_a_missing_unreadable_or_foreign_splits_file_and_a
 def test_train_refiner_refuses_widths_that_are_not_six_whole_numbers(tmp_path):
     phantom_pair(tmp_path / "data", "imagesTr/case0_0000.nii.gz", "labelsTr/case0.nii.gz", seed=0, shape=(5, 24, 24))
     for widths in ("8,16", "8,16,32,64,128,x", "8,16,32,64,128,0"):
-        result = run("train-refiner", "--data", tmp_path / "data", "--features", widths, "--out", tmp_path / "run")
-        assert_clean_failure(result, "--features", ["six"])
+        result = run("train-refiner", "--data", tmp_path / "data", "--width", widths, "--out", tmp_path / "run")
+        assert_clean_failure(result, "--width", ["six"])
         assert not (tmp_path / "run").exists()
 
 

@@ -131,34 +131,24 @@ def test_the_balanced_refiner_draws_each_data_set_as_often_whatever_its_number_o
     assert abs(small_share(None) - 0.25) < 0.05  # the default: each scan equally often
 
 
-def test_a_trained_refiner_exports_to_onnx_and_runs_on_any_slice_size(tmp_path):
-    from saunet.datasets import list_cases
-    from saunet.experiments.phantoms import write_cohort
-    from saunet.refinement import OutlineRefiner
-    from saunet.refiner_training import train_refiner
-
-    write_cohort(tmp_path / "data", 2, seed=4, shape=(7, 48, 48))
-    path = train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False)
-    logits = OutlineRefiner(path)(np.zeros((3, 1, 48, 80), np.float32))
-    assert logits.shape == (3, 1, 48, 80) and np.isfinite(logits).all()
-    assert train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False) == path  # resumes, done
-    with pytest.raises(InputError, match="features"):  # a run of another width does not resume this one
-        train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, features=(4, 4, 8, 8, 16, 4))
-
-
-def test_a_refiner_of_other_widths_trains_and_exports(tmp_path):
+@pytest.mark.parametrize("widths", [None, (4, 4, 8, 8, 16, 4)])
+def test_a_trained_refiner_of_any_width_exports_to_onnx_and_runs_on_any_slice_size(tmp_path, widths):
     import torch
 
     from saunet.datasets import list_cases
     from saunet.experiments.phantoms import write_cohort
     from saunet.refinement import OutlineRefiner
-    from saunet.refiner_training import train_refiner
+    from saunet.refiner_training import FEATURES, train_refiner
 
-    write_cohort(tmp_path / "data", 1, seed=4, shape=(5, 48, 48))
-    widths = (4, 4, 8, 8, 16, 4)
-    path = train_refiner(list_cases(tmp_path / "data"), 1, tmp_path / "run", progress=False, features=widths)
-    assert torch.load(tmp_path / "run" / "refiner.pt")["features"] == widths
-    assert OutlineRefiner(path)(np.zeros((1, 1, 32, 32), np.float32)).shape == (1, 1, 32, 32)
+    write_cohort(tmp_path / "data", 2, seed=4, shape=(7, 48, 48))
+    width = {} if widths is None else {"features": widths}
+    path = train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False, **width)
+    assert torch.load(tmp_path / "run" / "refiner.pt")["features"] == (widths or FEATURES)
+    logits = OutlineRefiner(path)(np.zeros((3, 1, 48, 80), np.float32))
+    assert logits.shape == (3, 1, 48, 80) and np.isfinite(logits).all()
+    assert train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False, **width) == path  # resumes
+    with pytest.raises(InputError, match="features"):  # a run of another width does not resume this one
+        train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, features=(2, 2, 4, 4, 8, 2))
 
 
 def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_else(lumbar):

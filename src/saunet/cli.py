@@ -137,7 +137,7 @@ def cmd_train(args) -> None:
 def cmd_train_refiner(args) -> None:
     from saunet.crossval import gather_cases, read_splits
 
-    widths = {"features": _widths(args.features)} if args.features else {}
+    widths = {"features": _widths(args.width)} if args.width else {}
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:
@@ -172,10 +172,10 @@ def cmd_cv(args) -> None:
 
 
 def _widths(value: str) -> tuple[int, ...]:
-    """--features: six positive whole numbers, comma-separated."""
+    """train-refiner --width: six positive whole numbers, comma-separated."""
     widths = value.split(",")
     if len(widths) != 6 or not all(w.strip().isdigit() and int(w) > 0 for w in widths):
-        raise InputError("--features", f"{value!r} is not six positive whole numbers, comma-separated")
+        raise InputError("--width", f"{value!r} is not six positive whole numbers, comma-separated")
     return tuple(int(w) for w in widths)
 
 
@@ -471,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action="store_true",
                    help="draw each data set as often as every other, as the level network does (default: each scan; "
                         "fold 0 in reports/levels/refine: lumbar-t2 Dice +0.3-0.5, water-fat body-wise -0.2 to +0.1)")
-    p.add_argument("--features", default=None, metavar="N,N,N,N,N,N",
-                   help="the BasicUNet's six widths (default 8,16,32,64,128,8; 16,32,64,128,256,16 is four times "
-                        "the compute)")
+    p.add_argument("--width", default=None, metavar="N,N,N,N,N,N",
+                   help="the BasicUNet's features per level, six comma-separated, as train's --width (default "
+                        "8,16,32,64,128,8; 16,32,64,128,256,16 is four times the compute)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)
