@@ -157,3 +157,20 @@ def test_fragments_join_the_body_at_their_height():
     decoded = LabelMap((1, 2, 3, 4, 5, 6, 7)).decode(probabilities)
     assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
     assert np.array_equal(assigned, truth)
+
+
+def test_pieces_of_one_body_side_by_side_share_its_level():
+    """L2 split left-right into two pieces, one voting L2 and one L3, each too large to be a fragment: as two
+    bodies they would take two ranks and push L5 off the run; at one height they are one body, named L2."""
+    from saunet.postprocessing import assign_levels
+
+    truth, probabilities = column([3, 4, 5, 6, 7], [3, 4, 5, 6, 7])
+    l2_rows = np.flatnonzero((truth == 4).any((1, 2)))
+    truth[l2_rows, 4] = 0  # the gap between the pieces
+    probabilities[:, l2_rows, 4] = 0
+    probabilities[3, l2_rows[:, None], 5:7] = 0.05
+    probabilities[4, l2_rows[:, None], 5:7] = 0.65
+    decoded = LabelMap((1, 2, 3, 4, 5, 6, 7)).decode(probabilities)
+    assert (decoded[l2_rows][:, 5:7] == 5).all() and (decoded[l2_rows][:, 1:4] == 4).all()
+    assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
+    assert np.array_equal(assigned, truth)

@@ -199,7 +199,7 @@ def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[
     height = (np.bincount(index, weights=coordinate.ravel(), minlength=count + 1)[1:]
               / np.bincount(index, minlength=count + 1)[1:])
     top_down = np.argsort(-height)  # component indices (0-based) from the most superior body
-    ranks = level_steps(height[top_down])
+    ranks = level_steps(height[top_down], float(np.median(extents(components, axis)[1:])))
 
     def score(offset: int) -> float:
         return sum(votes[c, offset + r] for r, c in zip(ranks, top_down) if 0 <= offset + r < levels)
@@ -212,16 +212,20 @@ def assign_levels(labels: np.ndarray, probabilities: np.ndarray, spacing: tuple[
     return level_of[components]
 
 
-def level_steps(heights: np.ndarray, missed: float = 1.6) -> np.ndarray:
+def level_steps(heights: np.ndarray, body_extent: float, missed: float = 1.6, same: float = 0.5) -> np.ndarray:
     """Ranks 0, 1, ... of bodies at cranio-caudal ``heights`` (from the top down) in the run of levels: one
     level per body, except that a step over ``missed`` times the median step between bodies skips the levels
-    that fit in it (a body the network did not find leaves a gap, not a shifted name below it)."""
+    that fit in it (a body the network did not find leaves a gap, not a shifted name below it), and that a
+    piece under ``same`` times a body's cranio-caudal extent (``body_extent``) below the one above it shares its
+    rank: pieces of one body side by side, each too large for :func:`joined_fragments`, would otherwise each
+    take a level and shift every name below them (reports/levels/errors/names.md)."""
     steps = -np.diff(heights)
-    if len(steps) < 2:
-        return np.arange(len(heights))
-    typical = np.median(steps)
+    apart = steps >= same * body_extent
+    if np.count_nonzero(apart) < 2:
+        return np.concatenate([[0], np.cumsum(apart)]).astype(int)
+    typical = np.median(steps[apart])
     skips = np.where(steps > missed * typical, np.maximum(np.rint(steps / typical), 1), 1).astype(int)
-    return np.concatenate([[0], np.cumsum(skips)])
+    return np.concatenate([[0], np.cumsum(np.where(apart, skips, 0))])
 
 
 def trimmed_lateral_ends(levels: np.ndarray, share: float = END_SLICE_SHARE) -> np.ndarray:
