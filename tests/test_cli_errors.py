@@ -165,7 +165,15 @@ def test_train_refiner_refuses_widths_that_are_not_six_whole_numbers(tmp_path):
     phantom_pair(tmp_path / "data", "imagesTr/case0_0000.nii.gz", "labelsTr/case0.nii.gz", seed=0, shape=(5, 24, 24))
     for widths in ("8,16", "8,16,32,64,128,x", "8,16,32,64,128,0"):
         result = run("train-refiner", "--data", tmp_path / "data", "--width", widths, "--out", tmp_path / "run")
-        assert_clean_failure(result, "--width", ["six"])
+        assert_clean_failure(result, "--width", ["6 positive whole numbers"])
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_train_and_cv_refuse_widths_that_are_not_whole_numbers(tmp_path, command):
+    for widths in ("8,x", "8,0", "8,-16"):
+        result = run(command, "--data", tmp_path, "--width", widths, "--out", tmp_path / "run")
+        assert_clean_failure(result, "--width", ["positive whole numbers"])
         assert not (tmp_path / "run").exists()
 
 

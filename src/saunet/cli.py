@@ -84,7 +84,7 @@ def _set_threads(threads: int) -> None:
 def _training_config(args, models: list[str]) -> TrainConfig:
     """The recipe the options ask for (its model the first of ``models``, the one trained or those of a CV); a value
     TrainConfig refuses is a one-line error naming its option."""
-    kwargs = {"features": [int(f) for f in args.width.split(",")]} if args.width else {}
+    kwargs = {"features": list(_widths(args.width))} if args.width else {}
     if args.growth:
         kwargs["growth"] = args.growth
         from saunet.models import takes_argument
@@ -137,7 +137,7 @@ def cmd_train(args) -> None:
 def cmd_train_refiner(args) -> None:
     from saunet.crossval import gather_cases, read_splits
 
-    widths = {"features": _widths(args.width)} if args.width else {}
+    widths = {"features": _widths(args.width, count=6)} if args.width else {}
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:
@@ -171,11 +171,12 @@ def cmd_cv(args) -> None:
     print(f"report: {report}")
 
 
-def _widths(value: str) -> tuple[int, ...]:
-    """train-refiner --width: six positive whole numbers, comma-separated."""
+def _widths(value: str, count: int | None = None) -> tuple[int, ...]:
+    """--width: positive whole numbers, comma-separated (``count`` of them where the network needs that many)."""
     widths = value.split(",")
-    if len(widths) != 6 or not all(w.strip().isdigit() and int(w) > 0 for w in widths):
-        raise InputError("--width", f"{value!r} is not six positive whole numbers, comma-separated")
+    if (count is not None and len(widths) != count) or not all(w.strip().isdigit() and int(w) > 0 for w in widths):
+        many = "" if count is None else f"{count} "
+        raise InputError("--width", f"{value!r} is not {many}positive whole numbers, comma-separated")
     return tuple(int(w) for w in widths)
 
 
