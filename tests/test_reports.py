@@ -388,6 +388,33 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_a
     assert refused.value.code == 2
 
 
+def test_qc_calibration_with_the_folds_refiners_judges_and_measures_the_refined_results(phantom_data, tmp_path):
+    from saunet.experiments import qc_calibration
+    from saunet.imageio import read_volume
+    from saunet.inference import Segmenter
+
+    cv, fold = tmp_path / "cv", tmp_path / "cv" / "sau-net" / "fold_0"
+    for command in (["cv", "--data", phantom_data, "--folds", "2", "--only-folds", "0", "--models", "sau-net", "--out", cv,
+                     "--classes", "1,2,3,4,5", "--width", "4,8,16", "--epochs", "1", "--steps-per-epoch", "2", "--patch", "32"],
+                    ["train-refiner", "--data", phantom_data, "--splits", cv / "splits.json", "--fold", "0", "--steps", "2",
+                     "--width", "2,2,4,4,8,2", "--out", fold]):
+        result = subprocess.run([sys.executable, "-m", "saunet.cli", *map(str, command)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    qc_calibration.main(["--cv", str(cv), "--data", str(phantom_data), "--epochs", "1", "--refine",
+                         "--out", str(tmp_path / "qc")])
+    tested = json.loads((cv / "splits.json").read_text())["folds"][0]["test"]
+    assert sorted({r["case"] for r in json.loads((tmp_path / "qc" / "qc_cases.json").read_text())}) == sorted(tested)
+    refined, plain = (Segmenter([fold / "checkpoint_best.pt"], fallback=False, refine=r) for r in (fold / "refiner.onnx", False))
+    changed = 0
+    for case in tested:
+        image = read_volume(phantom_data / "imagesTr" / f"{case}_0000.nii.gz")
+        written = read_volume(next((tmp_path / "qc" / "predictions").glob(f"{case}.*"))).array
+        assert np.array_equal(written, refined.segment(image).labels)  # the refined result is what is judged
+        changed += not np.array_equal(written, plain.segment(image).labels)
+    assert changed  # and the refiner did redraw
+    assert sorted(r["case"] for r in json.loads((tmp_path / "qc" / "measures.json").read_text())) == sorted(tested)
+
+
 def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_fracture_the_expert_mask_lacks(tmp_path):
     import SimpleITK as sitk
 

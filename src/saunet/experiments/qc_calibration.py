@@ -91,12 +91,13 @@ def grade_table(rows: list[dict]) -> str:
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = (),
-        fallback: list[Path] = ()) -> list[dict]:
+        fallback: list[Path] = (), refine: bool = False) -> list[dict]:
     """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
     and read from there when the report is made again. With ``members`` each fold segments with the ensemble of
     its models in ``cv`` and ``members``, with ``fallback`` (CV folders of the same folds) their model, or the
-    ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); either way the fold
-    writes its predictions of the scans as they are to ``out/predictions``."""
+    ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); with ``refine``
+    the fold's outline refiner (``refiner.onnx`` in its folder) redraws the bodies, as in ``saunet segment``; with
+    any of them the fold writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
     others = [*members, *fallback]
     rows = []
@@ -106,21 +107,22 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members:
             checkpoints = fold_checkpoints(run_dir, others)
             split_at = len(checkpoints) - len(fallback)
             ensemble, second = checkpoints[:split_at], checkpoints[split_at:]
-            write_json(fold(ensemble, split, cases, out if others else None, second), saved)
+            refiner = run_dir / "refiner.onnx" if refine else False
+            write_json(fold(ensemble, split, cases, out if others or refine else None, second, refiner), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
 def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None,
-         fallback: list[Path] = ()) -> list[dict]:
+         fallback: list[Path] = (), refiner: Path | bool = False) -> list[dict]:
     """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble; ``fallback``
-    taking over where QC calls for it) and judged against the profile the current code gives the fold's training
-    scans (a checkpoint keeps the profile of the code that trained it); ``out``: where the predictions of the scans
-    as they are go (``out/predictions``)."""
+    taking over where QC calls for it; ``refiner``: the outline refiner's ONNX file, or False for none) and judged
+    against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the code
+    that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
-    segmenter = Segmenter(checkpoints, fallback=list(fallback) or False)
+    segmenter = Segmenter(checkpoints, fallback=list(fallback) or False, refine=refiner)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
     if fallback:
         segmenter.fallback().training_profile = segmenter.training_profile
@@ -285,11 +287,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fallback", action="append", default=[], type=Path, metavar="CV",
                         help="a CV folder of the same folds whose model takes over where QC calls for it, as the "
                              "shipped fallback does in saunet segment; repeat for an ensemble as the fallback")
+    parser.add_argument("--refine", action="store_true",
+                        help="each fold's outline refiner redraws its results, as the shipped one does in saunet "
+                             "segment: refiner.onnx in the fold's folder (saunet train-refiner --splits --fold)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ensemble = args.out if args.member or args.fallback else None
-    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member, args.fallback),
-                             args.cv, args.model, args.data, ensemble)
+    ensemble = args.out if args.member or args.fallback or args.refine else None
+    rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member, args.fallback,
+                                 args.refine), args.cv, args.model, args.data, ensemble)
     rows = rejudge(rows, replace(THRESHOLDS, **dict(args.threshold))) if args.threshold else rows
     write_json(rows, args.out / "qc_cases.json")
     measured = measured_predictions(args.cv, args.model, args.data, ensemble)
