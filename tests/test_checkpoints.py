@@ -174,3 +174,13 @@ def test_pieces_of_one_body_side_by_side_share_its_level():
     assert (decoded[l2_rows][:, 5:7] == 5).all() and (decoded[l2_rows][:, 1:4] == 4).all()
     assigned = assign_levels(decoded, probabilities, (1.0, 1.0, 1.0), 1.0, superior=(0, -1))
     assert np.array_equal(assigned, truth)
+
+
+def test_pieces_share_a_rank_only_within_half_a_body_of_the_first_piece():
+    """A large piece over the disc between two bodies, each step under half a body: the bridge joins the body above,
+    the body below keeps a rank of its own (chained step by step, all three would be one body and one name)."""
+    from saunet.postprocessing import level_steps
+
+    assert level_steps(np.array([100.0, 88.0, 76.0, 46.0, 16.0]), body_extent=25.0).tolist() == [0, 0, 1, 2, 3]
+    assert level_steps(np.array([100.0, 99.0, 70.0, 40.0]), body_extent=25.0).tolist() == [0, 0, 1, 2]
+    assert level_steps(np.array([100.0, 70.0, 40.0, -20.0]), body_extent=25.0).tolist() == [0, 1, 2, 4]  # one not found

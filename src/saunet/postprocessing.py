@@ -216,11 +216,15 @@ def level_steps(heights: np.ndarray, body_extent: float, missed: float = 1.6, sa
     """Ranks 0, 1, ... of bodies at cranio-caudal ``heights`` (from the top down) in the run of levels: one
     level per body, except that a step over ``missed`` times the median step between bodies skips the levels
     that fit in it (a body the network did not find leaves a gap, not a shifted name below it), and that a
-    piece under ``same`` times a body's cranio-caudal extent (``body_extent``) below the one above it shares its
-    rank: pieces of one body side by side, each too large for :func:`joined_fragments`, would otherwise each
-    take a level and shift every name below them (reports/levels/errors/names.md)."""
+    piece under ``same`` times a body's cranio-caudal extent (``body_extent``) below the topmost piece of the body
+    above shares its rank: pieces of one body side by side, each too large for :func:`joined_fragments`, would
+    otherwise each take a level and shift every name below them (reports/levels/errors/names.md). Measured from
+    that topmost piece, not the piece just above, so that a run of pieces cannot chain two bodies into one."""
     steps = -np.diff(heights)
-    apart = steps >= same * body_extent
+    apart, top = np.zeros(len(steps), bool), heights[0] if len(heights) else 0.0
+    for i, height in enumerate(heights[1:]):
+        apart[i] = top - height >= same * body_extent
+        top = height if apart[i] else top
     if np.count_nonzero(apart) < 2:
         return np.concatenate([[0], np.cumsum(apart)]).astype(int)
     typical = np.median(steps[apart])
