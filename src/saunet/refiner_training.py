@@ -104,8 +104,9 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
     start = 0
     if (out / "refiner.pt").exists():
         saved = torch.load(out / "refiner.pt")
-        if tuple(saved.get("features", FEATURES)) != tuple(features):
-            raise InputError(out / "refiner.pt", f"holds a refiner of features {saved.get('features')}, not {features}")
+        held = tuple(saved.get("features", FEATURES))  # runs from before the option are of the default width
+        if held != tuple(features):
+            raise InputError(out / "refiner.pt", f"holds a refiner of features {held}, not {tuple(features)}")
         net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
