@@ -46,11 +46,10 @@ def named_as(predicted: np.ndarray) -> str:
     return LEVELS[int(values[np.argmax(counts)])] if values.size else "missed"
 
 
-def scan_rows(name: str, label, predicted: np.ndarray, votes: np.ndarray) -> list[list[str]]:
+def scan_rows(name: str, reference: np.ndarray, rows_mm: float, predicted: np.ndarray, votes: np.ndarray) -> list[list[str]]:
     """One row per expert body and one for the band under the lowest, all arrays canonical (slices, superior up,
-    posterior)."""
-    rows, rows_mm = [], label.spacing[volume_layout(label).axes[1]]
-    reference = volume_layout(label).to_canonical(label.array)
+    posterior); ``rows_mm``: the spacing along the superior axis."""
+    rows = []
     top = reference.shape[1] - 1
     for level in sorted(int(v) for v in np.unique(reference) if v):
         body = reference == level
@@ -89,15 +88,17 @@ def main(argv: list[str] | None = None) -> None:
     cases = gather_cases(args.data)
     wrong = [row for row in json.loads(args.evaluation.read_text())["cases"] if row["bodies_named"] < 1]
     figure, axes = plt.subplots(len(wrong), 2, figsize=(6, 3 * len(wrong)), squeeze=False)
+    segmenters = {fold: Segmenter([Path(checkpoint)], fallback=False, refine=False) for fold, (checkpoint, _) in folds.items()}
     rows = []
     for row, ax_pair in zip(wrong, axes):
-        checkpoint, predictions = folds[row["fold"]]
+        predictions = Path(folds[row["fold"]][1])
         image, label = read_volume(cases[row["case"]].image), read_volume(cases[row["case"]].label)
         layout = volume_layout(label)
-        segmentation = Segmenter([Path(checkpoint)], fallback=False, refine=False).segment(image)
-        predicted = layout.to_canonical(read_volume(Path(predictions) / f"{row['case']}.nii.gz").array)
-        rows += scan_rows(row["case"], label, predicted, layout.to_canonical(segmentation.raw_labels))
-        middle_slices(ax_pair, row["case"], layout.to_canonical(image.array), layout.to_canonical(label.array), predicted)
+        votes = layout.to_canonical(segmenters[row["fold"]].segment(image).raw_labels)
+        reference = layout.to_canonical(label.array)
+        predicted = layout.to_canonical(read_volume(predictions / f"{row['case']}.nii.gz").array)
+        rows += scan_rows(row["case"], reference, layout.spacing(label.spacing)[1], predicted, votes)
+        middle_slices(ax_pair, row["case"], layout.to_canonical(image.array), reference, predicted)
     args.out.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(args.out / "middle-slices.png", dpi=60)
