@@ -14,6 +14,7 @@ from saunet.quality import (
     body_quality,
     fallback_triggers,
     handed_over,
+    left_out_levels,
     level_gaps,
     member_disagreement,
     naming_margin,
@@ -216,3 +217,41 @@ def test_a_saved_verdict_judged_again_says_the_same_with_its_thresholds_and_foll
     strict = rejudged(said.to_dict(), replace(THRESHOLDS, min_bodies=6, body_confidence=0.99))
     assert strict.verdict == "check" and "only 5 vertebral bodies found" in strict.reasons[0]
     assert sum("low confidence" in r for r in strict.reasons) == 5
+
+
+def test_a_body_whose_two_outlines_part_is_flagged_and_one_they_agree_on_is_not():
+    labels = column()
+    refined = labels.copy()
+    refined[(labels == 5) & (np.arange(labels.shape[1])[None, :, None] < 116)] = 0  # the refiner keeps 10 of L3's 24 rows
+    bodies = {b.name: b for b in body_quality(labels, labels, probabilities_for(labels), SPACING, refined=refined)}
+    assert bodies["L1"].outline_agreement == 1.0 and bodies["L1"].verdict == "ok"
+    assert bodies["L3"].outline_agreement < 0.8
+    assert any("outline in doubt" in flag for flag in bodies["L3"].flags)
+    unrefined = {b.name: b for b in body_quality(labels, labels, probabilities_for(labels), SPACING)}
+    assert np.isnan(unrefined["L3"].outline_agreement) and unrefined["L3"].verdict == "ok"
+
+
+def test_a_body_the_run_left_out_that_votes_for_a_named_level_is_reported():
+    named = column((2, 3, 4, 5, 6, 7, 7), shape=(6, 240, 40))  # a seventh body below L5 decoded as L5 too
+    kept = np.where(np.arange(named.shape[1])[None, :, None] < 40, 0, named).astype(np.uint8)
+    lowest = (named > 0) & (kept == 0)
+    assert lowest.sum() == (named == 2).sum() and (kept == 7).any()
+    probabilities = probabilities_for(named)
+    assert left_out_levels(named, kept, probabilities, SPACING, axis=1) == [7]
+    assert left_out_levels(kept, kept, probabilities, SPACING, axis=1) == []  # nothing left out
+    sliver = kept.copy()
+    sliver[1:5, 20:23, 8:32] = 7  # a piece far under a body's size: no body, no claim
+    assert left_out_levels(sliver, kept, probabilities_for(sliver), SPACING, axis=1) == []
+    claims = scan_verdict(body_quality(kept, kept, probabilities, SPACING), {}, TrainingProfile(), [], 0.9,
+                          left_out=[7])
+    assert claims.verdict == "check" and "votes for L5" in claims.reasons[0]
+
+
+def test_votes_can_stay_with_the_body_without_raising_the_scan():
+    labels = column()
+    probabilities = probabilities_for(labels)
+    probabilities[4][labels == 5], probabilities[3][labels == 5] = 0.45, 0.40  # L3: split between L3 and L2
+    bodies = body_quality(labels, labels, probabilities, SPACING)
+    assert scan_verdict(bodies, {}, TrainingProfile(), [], 0.9).verdict == "check"
+    quiet = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, replace(THRESHOLDS, votes_raise_scan=False))
+    assert quiet.verdict == "ok" and [b.verdict for b in quiet.bodies].count("check") == 1

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from saunet.labels import LEVELS
 from saunet.orientation import Layout
-from saunet.postprocessing import cut_by_field, label_components, present_values
+from saunet.postprocessing import MIN_COMPONENT_MM3, body_regions, cut_by_field, label_components, present_values
 from saunet.preprocessing import normalise_intensities
 
 CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
@@ -41,6 +41,9 @@ class Thresholds:
     min_bodies: int = 5  # a lumbar scan shows L1-L5 at least
     fail_confidence: float = 0.3  # mean body confidence of the scan below which it fails
     member_disagreement: float = 0.25  # an ensemble's: share of its bodies' voxels some member classes otherwise
+    outline_agreement: float = 0.8  # Dice of a body's outline by the level network and by the outline refiner
+    left_out_share: float = 0.5  # a region the level run dropped, this share of the median body's volume or more
+    votes_raise_scan: bool = True  # a body's low confidence or split votes make the scan a check, not only the body
 
 
 THRESHOLDS = Thresholds()
@@ -162,6 +165,7 @@ class BodyQuality:
     volume_cm3: float
     flags: list[str]
     cut_by_field: bool = False  # reaches the cranio-caudal edge of the field of view: only part of it imaged
+    outline_agreement: float = float("nan")  # Dice of its outline by the level network and by the refiner (nan: none)
 
     @property
     def verdict(self) -> str:
@@ -195,10 +199,11 @@ def model_votes(own: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
 
 def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndarray | None, spacing: tuple[float, ...],
                  names: dict[int, str] = LEVELS, thresholds: Thresholds = THRESHOLDS,
-                 cut: frozenset[int] = frozenset()) -> list[BodyQuality]:
+                 cut: frozenset[int] = frozenset(), refined: np.ndarray | None = None) -> list[BodyQuality]:
     """Per body value in ``bodies`` (``classes`` its class index 1..K per voxel, ``probabilities`` (K, ...) or
     None for a map without a model): the model's confidence, the agreement of its level votes, and its volume
-    against the other bodies'. Bodies in ``cut`` are only partly imaged: their size and the model's confidence
+    against the other bodies'; with ``refined`` (the same values, the outline refiner's redrawing of ``bodies``)
+    how far the two outlines agree. Bodies in ``cut`` are only partly imaged: their size and the model's confidence
     at the cut say nothing about the segmentation, so only their level votes are judged."""
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     where = np.nonzero(bodies)  # gathered once: a scan is mostly background
@@ -212,11 +217,19 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
             k = int(np.bincount(body_classes[mine]).argmax()) - 1
             p = inside_probabilities[:, mine]
             votes = model_votes(p[k], np.delete(p, k, axis=0))
-        found.append((value, *votes, mine.sum() * voxel_cm3))
-    ratios = volume_ratios([v for *_, v in found])
+        outline = float("nan") if refined is None else dice(bodies == value, refined == value)
+        found.append((value, *votes, mine.sum() * voxel_cm3, outline))
+    ratios = volume_ratios([v for *_, v, _ in found])
     return [BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume,
-                        body_flags(confidence, agreement, volume, ratio, value not in cut, thresholds), value in cut)
-            for (value, confidence, agreement, volume), ratio in zip(found, ratios)]
+                        body_flags(confidence, agreement, volume, ratio, value not in cut, thresholds, outline),
+                        value in cut, outline)
+            for (value, confidence, agreement, volume, outline), ratio in zip(found, ratios)]
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two masks (nan when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int(np.logical_and(a, b).sum()) / total if total else float("nan")
 
 
 def volume_ratios(volumes: list[float]) -> list[float]:
@@ -224,10 +237,14 @@ def volume_ratios(volumes: list[float]) -> list[float]:
     return [v / np.median(volumes[:i] + volumes[i + 1:]) if len(volumes) > 1 else 1.0 for i, v in enumerate(volumes)]
 
 
+VOTE_FLAGS = ("low confidence", "only ")  # what a body's own votes say (Thresholds.votes_raise_scan)
+
+
 def body_flags(confidence: float, agreement: float, volume: float, ratio: float, whole: bool,
-               thresholds: Thresholds = THRESHOLDS) -> list[str]:
+               thresholds: Thresholds = THRESHOLDS, outline: float = float("nan")) -> list[str]:
     """What QC says of one body: its confidence, level votes and volume (``ratio``: against the other bodies'),
-    the first and the volume judged only when the body is ``whole``ly imaged."""
+    and how far the level network's and the refiner's outlines of it agree (``outline``, Dice; nan: not refined),
+    all but the votes judged only when the body is ``whole``ly imaged."""
     return [text for bad, text in (
         (whole and confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
         (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
@@ -235,7 +252,32 @@ def body_flags(confidence: float, agreement: float, volume: float, ratio: float,
          f"volume {ratio:.1f} x the other bodies'"),
         (whole and not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1],
          f"implausible volume {volume:.1f} cm3"),
+        (whole and outline < thresholds.outline_agreement,
+         f"outline in doubt: the level network and the outline refiner agree on {outline:.0%} of it"),
     ) if bad]
+
+
+def left_out_levels(raw: np.ndarray, classes: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...],
+                    axis: int, thresholds: Thresholds = THRESHOLDS) -> list[int]:
+    """Levels 1..K that a body-sized region of the network's own decode (``raw``, classes per voxel) votes for,
+    though the run of levels (``classes``, post-processed) left that region out and gave the level to another body:
+    two bodies claiming one level, the run keeping one, is how a column named one level off shows itself
+    (reports/levels/errors/names.md)."""
+    named = set(int(v) for v in present_values(classes))
+    if not named:  # nothing named, nothing claimed twice (and no image for SimpleITK: an empty box)
+        return []
+    regions = body_regions(raw, spacing, MIN_COMPONENT_MM3, axis)
+    count = int(regions.max())
+    index = regions.ravel()
+    size = np.bincount(index, minlength=count + 1)[1:]
+    kept = np.bincount(index, weights=(classes.ravel() > 0), minlength=count + 1)[1:]
+    votes = np.stack([np.bincount(index, weights=p.ravel(), minlength=count + 1)[1:] for p in probabilities], 1)
+    bodies = size[kept > 0.5 * size]
+    if not len(bodies):
+        return []
+    large = size >= thresholds.left_out_share * np.median(bodies)
+    dropped = np.flatnonzero(large & (kept <= 0.5 * size))
+    return sorted({int(votes[r].argmax()) + 1 for r in dropped} & named)
 
 
 def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
@@ -275,10 +317,11 @@ def level_gaps(levels: np.ndarray) -> list[int]:
 
 def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
                  margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None,
-                 said: list[str] = ()) -> Verdict:
+                 said: list[str] = (), left_out: list[int] | None = None) -> Verdict:
     """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
     (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``said``: reasons no
-    threshold moves, already said of this scan, as :func:`rejudged` keeps them)."""
+    threshold moves, already said of this scan, as :func:`rejudged` keeps them; ``left_out``:
+    :func:`left_out_levels`, None where not looked for)."""
     fails, checks = [], []
     if len(bodies) < 3:
         fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
@@ -295,10 +338,15 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
     if disagreement is not None and disagreement > thresholds.member_disagreement:
         checks.append(f"the ensemble's models disagree on {disagreement:.0%} of the bodies' voxels "
                       f"(more than {thresholds.member_disagreement:.0%}: its names or outlines are in doubt)")
-    checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags]
+    if left_out:
+        claimed = ", ".join(LEVELS.get(v, str(v)) for v in left_out)
+        checks.append(f"level names uncertain: a body left out of the run of levels votes for {claimed}, "
+                      "the name of another body")
+    checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags
+               if thresholds.votes_raise_scan or not flag.startswith(VOTE_FLAGS)]
     verdict = "fail" if fails else "check" if checks else "ok"
-    return Verdict(verdict, fails + checks, bodies,
-                   {**statistics, "naming_margin": margin, "member_disagreement": disagreement})
+    return Verdict(verdict, fails + checks, bodies, {**statistics, "naming_margin": margin,
+                                                     "member_disagreement": disagreement, "left_out_levels": left_out})
 
 
 def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
@@ -306,13 +354,16 @@ def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
     flags from its saved confidence, votes and volume, the scan's from its saved naming margin and members'
     disagreement; what no threshold moves (an image unlike the training scans, a gap in the levels) as it was said."""
     ratios = volume_ratios([b["volume_cm3"] for b in saved["bodies"]])
+    outlines = [float("nan") if b.get("outline_agreement") is None else b["outline_agreement"]  # JSON's null: nan
+                for b in saved["bodies"]]
     bodies = [BodyQuality(b["level"], b["name"], b["confidence"], b["level_agreement"], b["volume_cm3"],
                           body_flags(b["confidence"], b["level_agreement"], b["volume_cm3"], ratio,
-                                     not b["cut_by_field"], thresholds), b["cut_by_field"])
-              for b, ratio in zip(saved["bodies"], ratios)]
+                                     not b["cut_by_field"], thresholds, outline), b["cut_by_field"], outline)
+              for b, ratio, outline in zip(saved["bodies"], ratios, outlines)]
     statistics = saved["statistics"]
     return scan_verdict(bodies, statistics, TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
-                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))])
+                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))],
+                        statistics.get("left_out_levels"))
 
 
 def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
@@ -344,22 +395,29 @@ def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: st
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
            normalised: np.ndarray | None = None, disagreement: float | None = None,
-           box: tuple[slice, ...] | None = None) -> Verdict:
+           box: tuple[slice, ...] | None = None, raw: np.ndarray | None = None,
+           refined: np.ndarray | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
     scan normalised to :data:`CLIP_PERCENTILES`, if at hand). ``box``: the box of the scan's array that the
-    probabilities cover and that holds every labelled voxel (None: the whole scan). A binary model's bodies are
-    its connected components."""
+    probabilities cover and that holds every labelled voxel (None: the whole scan). ``raw``: the network's decode
+    before post-processing and ``refined``: the outline refiner's redrawing of ``labels`` (the data set's values;
+    None where not at hand). A binary model's bodies are its connected components."""
     classes = label_map.apply(labels)
     inside = box if box is not None else (Ellipsis,)
+    left_out = None
     if label_map.classes is None:
         bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
     else:
         bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes[inside], probabilities), level_gaps(labels)
+        if raw is not None:
+            left_out = left_out_levels(label_map.apply(raw)[inside], classes[inside], probabilities, spacing,
+                                       layout.superior[0], thresholds)
+    redrawn = None if refined is None or label_map.classes is None else refined[inside]
     quality = body_quality(bodies[inside], classes[inside], probabilities, spacing, names, thresholds,
-                           cut_by_field(bodies, layout.axes[1]))
+                           cut_by_field(bodies, layout.axes[1]), redrawn)
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
-    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement)
+    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement, left_out=left_out)
 
 
 def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thresholds = THRESHOLDS) -> Verdict:
