@@ -14,7 +14,6 @@ from saunet.quality import (
     body_quality,
     fallback_triggers,
     handed_over,
-    left_out_levels,
     level_gaps,
     member_disagreement,
     naming_margin,
@@ -231,27 +230,18 @@ def test_a_body_whose_two_outlines_part_is_flagged_and_one_they_agree_on_is_not(
     assert np.isnan(unrefined["L3"].outline_agreement) and unrefined["L3"].verdict == "ok"
 
 
-def test_a_body_the_run_left_out_that_votes_for_a_named_level_is_reported():
-    named = column((2, 3, 4, 5, 6, 7, 7), shape=(6, 240, 40))  # a seventh body below L5 decoded as L5 too
-    kept = np.where(np.arange(named.shape[1])[None, :, None] < 40, 0, named).astype(np.uint8)
-    lowest = (named > 0) & (kept == 0)
-    assert lowest.sum() == (named == 2).sum() and (kept == 7).any()
-    probabilities = probabilities_for(named)
-    assert left_out_levels(named, kept, probabilities, SPACING, axis=1) == [7]
-    assert left_out_levels(kept, kept, probabilities, SPACING, axis=1) == []  # nothing left out
-    sliver = kept.copy()
-    sliver[1:5, 20:23, 8:32] = 7  # a piece far under a body's size: no body, no claim
-    assert left_out_levels(sliver, kept, probabilities_for(sliver), SPACING, axis=1) == []
-    claims = scan_verdict(body_quality(kept, kept, probabilities, SPACING), {}, TrainingProfile(), [], 0.9,
-                          left_out=[7])
-    assert claims.verdict == "check" and "votes for L5" in claims.reasons[0]
-
-
-def test_votes_can_stay_with_the_body_without_raising_the_scan():
+def test_a_bodys_own_votes_flag_the_scan_only_where_no_second_outline_judges_it():
     labels = column()
     probabilities = probabilities_for(labels)
     probabilities[4][labels == 5], probabilities[3][labels == 5] = 0.45, 0.40  # L3: split between L3 and L2
-    bodies = body_quality(labels, labels, probabilities, SPACING)
-    assert scan_verdict(bodies, {}, TrainingProfile(), [], 0.9).verdict == "check"
-    quiet = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, replace(THRESHOLDS, votes_raise_scan=False))
+    unrefined = body_quality(labels, labels, probabilities, SPACING)
+    assert scan_verdict(unrefined, {}, TrainingProfile(), [], 0.9).verdict == "check"
+    refined = body_quality(labels, labels, probabilities, SPACING, refined=labels)  # the two outlines agree
+    quiet = scan_verdict(refined, {}, TrainingProfile(), [], 0.9)
     assert quiet.verdict == "ok" and [b.verdict for b in quiet.bodies].count("check") == 1
+    assert any("votes" in flag for flag in quiet.bodies[2].flags)  # still said of the body
+    parted = labels.copy()
+    parted[labels == 5] = 0  # the refiner drops L3: its outline, not its votes, now raises the scan
+    doubted = scan_verdict(body_quality(labels, labels, probabilities, SPACING, refined=parted), {}, TrainingProfile(),
+                           [], 0.9)
+    assert doubted.verdict == "check" and all(r.startswith("L3: outline in doubt") for r in doubted.reasons)

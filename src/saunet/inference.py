@@ -527,7 +527,7 @@ class Segmenter:
         """Quality control of ``result``, this model's segmentation of ``volume`` (:mod:`saunet.quality`)."""
         return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
                       self.label_map, self.training_profile, normalised=result.intensities,
-                      disagreement=result.disagreement, box=result.box, raw=result.raw_labels,
+                      disagreement=result.disagreement, box=result.box,
                       refined=None if result.unrefined_labels is None else result.labels)
 
     def in_shared_units(self, array: np.ndarray, intensities: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from saunet.labels import LEVELS
 from saunet.orientation import Layout
-from saunet.postprocessing import MIN_COMPONENT_MM3, body_regions, cut_by_field, label_components, present_values
+from saunet.postprocessing import cut_by_field, label_components, present_values
 from saunet.preprocessing import normalise_intensities
 
 CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
@@ -42,8 +42,6 @@ class Thresholds:
     fail_confidence: float = 0.3  # mean body confidence of the scan below which it fails
     member_disagreement: float = 0.25  # an ensemble's: share of its bodies' voxels some member classes otherwise
     outline_agreement: float = 0.8  # Dice of a body's outline by the level network and by the outline refiner
-    left_out_share: float = 0.5  # a region the level run dropped, this share of the median body's volume or more
-    votes_raise_scan: bool = True  # a body's low confidence or split votes make the scan a check, not only the body
 
 
 THRESHOLDS = Thresholds()
@@ -171,6 +169,13 @@ class BodyQuality:
     def verdict(self) -> str:
         return "check" if self.flags else "ok"
 
+    def raises_scan(self, flag: str) -> bool:
+        """Whether ``flag`` makes the scan a check, not only this body: any flag but the body's own level votes
+        where the outline refiner's outline agrees with the level network's, which judges the outline instead; the
+        names are judged over the whole run of bodies (the naming margin). On cross-validated results the votes
+        flagged bodies named right on well segmented scans (reports/qc/outline-and-left-out)."""
+        return not (flag.startswith(VOTE_FLAGS) and np.isfinite(self.outline_agreement))
+
     @property
     def remarks(self) -> list[str]:
         """Its flags, and whether it is only partly imaged (which is no flag)."""
@@ -237,7 +242,7 @@ def volume_ratios(volumes: list[float]) -> list[float]:
     return [v / np.median(volumes[:i] + volumes[i + 1:]) if len(volumes) > 1 else 1.0 for i, v in enumerate(volumes)]
 
 
-VOTE_FLAGS = ("low confidence", "only ")  # what a body's own votes say (Thresholds.votes_raise_scan)
+VOTE_FLAGS = ("low confidence", "only ")  # what a body's own level votes say (BodyQuality.raises_scan)
 
 
 def body_flags(confidence: float, agreement: float, volume: float, ratio: float, whole: bool,
@@ -255,29 +260,6 @@ def body_flags(confidence: float, agreement: float, volume: float, ratio: float,
         (whole and outline < thresholds.outline_agreement,
          f"outline in doubt: the level network and the outline refiner agree on {outline:.0%} of it"),
     ) if bad]
-
-
-def left_out_levels(raw: np.ndarray, classes: np.ndarray, probabilities: np.ndarray, spacing: tuple[float, ...],
-                    axis: int, thresholds: Thresholds = THRESHOLDS) -> list[int]:
-    """Levels 1..K that a body-sized region of the network's own decode (``raw``, classes per voxel) votes for,
-    though the run of levels (``classes``, post-processed) left that region out and gave the level to another body:
-    two bodies claiming one level, the run keeping one, is how a column named one level off shows itself
-    (reports/levels/errors/names.md)."""
-    named = set(int(v) for v in present_values(classes))
-    if not named:  # nothing named, nothing claimed twice (and no image for SimpleITK: an empty box)
-        return []
-    regions = body_regions(raw, spacing, MIN_COMPONENT_MM3, axis)
-    count = int(regions.max())
-    index = regions.ravel()
-    size = np.bincount(index, minlength=count + 1)[1:]
-    kept = np.bincount(index, weights=(classes.ravel() > 0), minlength=count + 1)[1:]
-    votes = np.stack([np.bincount(index, weights=p.ravel(), minlength=count + 1)[1:] for p in probabilities], 1)
-    bodies = size[kept > 0.5 * size]
-    if not len(bodies):
-        return []
-    large = size >= thresholds.left_out_share * np.median(bodies)
-    dropped = np.flatnonzero(large & (kept <= 0.5 * size))
-    return sorted({int(votes[r].argmax()) + 1 for r in dropped} & named)
 
 
 def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
@@ -317,11 +299,11 @@ def level_gaps(levels: np.ndarray) -> list[int]:
 
 def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
                  margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None,
-                 said: list[str] = (), left_out: list[int] | None = None) -> Verdict:
+                 said: list[str] = ()) -> Verdict:
     """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
     (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``said``: reasons no
-    threshold moves, already said of this scan, as :func:`rejudged` keeps them; ``left_out``:
-    :func:`left_out_levels`, None where not looked for)."""
+    threshold moves, already said of this scan, as :func:`rejudged` keeps them). A body's flags make the scan a
+    check as :meth:`BodyQuality.raises_scan` says."""
     fails, checks = [], []
     if len(bodies) < 3:
         fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
@@ -338,15 +320,10 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
     if disagreement is not None and disagreement > thresholds.member_disagreement:
         checks.append(f"the ensemble's models disagree on {disagreement:.0%} of the bodies' voxels "
                       f"(more than {thresholds.member_disagreement:.0%}: its names or outlines are in doubt)")
-    if left_out:
-        claimed = ", ".join(LEVELS.get(v, str(v)) for v in left_out)
-        checks.append(f"level names uncertain: a body left out of the run of levels votes for {claimed}, "
-                      "the name of another body")
-    checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags
-               if thresholds.votes_raise_scan or not flag.startswith(VOTE_FLAGS)]
+    checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags if b.raises_scan(flag)]
     verdict = "fail" if fails else "check" if checks else "ok"
-    return Verdict(verdict, fails + checks, bodies, {**statistics, "naming_margin": margin,
-                                                     "member_disagreement": disagreement, "left_out_levels": left_out})
+    return Verdict(verdict, fails + checks, bodies,
+                   {**statistics, "naming_margin": margin, "member_disagreement": disagreement})
 
 
 def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
@@ -362,8 +339,7 @@ def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
               for b, ratio, outline in zip(saved["bodies"], ratios, outlines)]
     statistics = saved["statistics"]
     return scan_verdict(bodies, statistics, TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
-                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))],
-                        statistics.get("left_out_levels"))
+                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))])
 
 
 def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
@@ -395,29 +371,24 @@ def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: st
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
            normalised: np.ndarray | None = None, disagreement: float | None = None,
-           box: tuple[slice, ...] | None = None, raw: np.ndarray | None = None,
-           refined: np.ndarray | None = None) -> Verdict:
+           box: tuple[slice, ...] | None = None, refined: np.ndarray | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
     scan normalised to :data:`CLIP_PERCENTILES`, if at hand). ``box``: the box of the scan's array that the
-    probabilities cover and that holds every labelled voxel (None: the whole scan). ``raw``: the network's decode
-    before post-processing and ``refined``: the outline refiner's redrawing of ``labels`` (the data set's values;
-    None where not at hand). A binary model's bodies are its connected components."""
+    probabilities cover and that holds every labelled voxel (None: the whole scan). ``refined``: the outline
+    refiner's redrawing of ``labels`` (the data set's values; None: not refined). A binary model's bodies are its
+    connected components."""
     classes = label_map.apply(labels)
     inside = box if box is not None else (Ellipsis,)
-    left_out = None
     if label_map.classes is None:
         bodies, names, margin, gaps = label_components(classes > 0), {}, None, []
     else:
         bodies, names, margin, gaps = labels, LEVELS, naming_margin(classes[inside], probabilities), level_gaps(labels)
-        if raw is not None:
-            left_out = left_out_levels(label_map.apply(raw)[inside], classes[inside], probabilities, spacing,
-                                       layout.superior[0], thresholds)
     redrawn = None if refined is None or label_map.classes is None else refined[inside]
     quality = body_quality(bodies[inside], classes[inside], probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]), redrawn)
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
-    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement, left_out=left_out)
+    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement)
 
 
 def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thresholds = THRESHOLDS) -> Verdict:
