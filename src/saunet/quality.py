@@ -232,7 +232,8 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks (nan when both are empty)."""
+    """Dice of two masks (nan when both are empty). Not evaluation.overlap_metrics: that module loads PyTorch and
+    MONAI, which `saunet segment` never imports."""
     total = int(a.sum()) + int(b.sum())
     return 2.0 * int(np.logical_and(a, b).sum()) / total if total else float("nan")
 
