@@ -214,6 +214,7 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
     where = np.nonzero(bodies)  # gathered once: a scan is mostly background
     ids, body_classes = bodies[where], classes[where]
     inside_probabilities = None if probabilities is None else probabilities[(slice(None), *where)]
+    outlines = None if refined is None else outline_agreements(bodies, refined)
     found = []
     for value in (int(v) for v in np.unique(ids)):
         mine = ids == value
@@ -222,7 +223,7 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
             k = int(np.bincount(body_classes[mine]).argmax()) - 1
             p = inside_probabilities[:, mine]
             votes = model_votes(p[k], np.delete(p, k, axis=0))
-        outline = float("nan") if refined is None else dice(bodies == value, refined == value)
+        outline = float("nan") if outlines is None else float(outlines[value])
         found.append((value, *votes, mine.sum() * voxel_cm3, outline))
     ratios = volume_ratios([v for *_, v, _ in found])
     return [BodyQuality(value, names.get(value, f"body {value}"), confidence, agreement, volume,
@@ -231,11 +232,15 @@ def body_quality(bodies: np.ndarray, classes: np.ndarray, probabilities: np.ndar
             for (value, confidence, agreement, volume, outline), ratio in zip(found, ratios)]
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks (nan when both are empty). Not evaluation.overlap_metrics: that module loads PyTorch and
-    MONAI, which `saunet segment` never imports."""
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int(np.logical_and(a, b).sum()) / total if total else float("nan")
+def outline_agreements(bodies: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """Dice of each value 0..max of ``bodies`` against the same value of ``refined``, counted in one pass over the
+    box (nan for a value neither holds). Not evaluation.overlap_metrics: that module loads PyTorch and MONAI, which
+    `saunet segment` never imports."""
+    count = int(max(bodies.max(initial=0), refined.max(initial=0))) + 1
+    agreed = np.bincount(bodies[bodies == refined].ravel(), minlength=count)
+    total = np.bincount(bodies.ravel(), minlength=count) + np.bincount(refined.ravel(), minlength=count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 2.0 * agreed / total
 
 
 def volume_ratios(volumes: list[float]) -> list[float]:
