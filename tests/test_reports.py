@@ -306,6 +306,7 @@ def test_contrast_transforms_invert_and_darken_the_brightest():
     from saunet.experiments.qc_calibration import contrasts
 
     ramp = np.linspace(0, 1000, 1000, dtype=np.float32).reshape(10, 10, 10)
+    assert list(contrasts(ramp, ("original",))) == ["original"]  # --contrast original: the scans as they are alone
     made = contrasts(ramp)
     assert made["inverted"][0, 0, 0] > made["inverted"][-1, -1, -1]
     t1 = made["T1-like"]
@@ -369,6 +370,9 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_a
     written = sorted(p.name.split(".")[0] for p in (tmp_path / "qc" / "predictions").iterdir())
     assert written == sorted(tested)  # the ensemble's own masks, which the measurements then read
     assert sorted(r["case"] for r in json.loads((tmp_path / "qc" / "measures.json").read_text())) == sorted(tested)
+    evaluated = json.loads((tmp_path / "qc" / "evaluation.json").read_text())["cases"]  # scored as saunet cv scores
+    assert sorted(r["case"] for r in evaluated) == sorted(tested)
+    assert all({"dice", "hd95", "hd", "body_dice", "fold"} <= set(r) for r in evaluated)
     saved = (tmp_path / "qc" / "fold_0.json").read_text()
     qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--member", str(tmp_path / "seed1"), "--data", str(phantom_data),
                          "--epochs", "1", "--out", str(tmp_path / "qc"), "--threshold", "member_disagreement=-1"])
@@ -376,8 +380,9 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_a
     assert all(r["verdict"] != "ok" and any("disagree" in x for x in r["reasons"]) for r in again)
     assert (tmp_path / "qc" / "fold_0.json").read_text() == saved  # judged again from the saved rows
     qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--fallback", str(tmp_path / "seed1"), "--data",
-                         str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "qc-fallback")])
+                         str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "qc-fallback"), "--contrast", "original"])
     rows = json.loads((tmp_path / "qc-fallback" / "qc_cases.json").read_text())
+    assert {r["contrast"] for r in rows} == {"original"}
     handed = [r for r in rows if r["reasons"] and r["reasons"][0].startswith("segmented by the fallback model")]
     assert handed and all(r["verdict"] != "ok" for r in handed)  # one-epoch models: many results in doubt
     assert all(r["quality"]["statistics"]["member_disagreement"] is None for r in rows)  # seed 0 alone, then seed 1

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from saunet.crossval import PREDICTIONS, finished_folds, fold_checkpoints, gather_cases, saved_prediction
 from saunet.datasets import read_case
-from saunet.evaluation import body_metrics
+from saunet.evaluation import body_metrics, level_map_metrics
 from saunet.files import write_json, write_text
 from saunet.measurement import measure_levels
 from saunet.orientation import volume_layout, world_direction
@@ -36,11 +36,16 @@ MEASURES = ("volume_cm3", "anterior_height_mm", "middle_height_mm", "posterior_h
 GRADE_WORDS = ("none", "mild", "moderate", "severe")
 
 
-def contrasts(array: np.ndarray) -> dict[str, np.ndarray]:
-    """The scan as it is, inverted, and T1-like (4u(1-u) of its intensities u scaled to 0..1 by percentiles)."""
+CONTRASTS = ("original", "inverted", "T1-like")
+
+
+def contrasts(array: np.ndarray, kinds: tuple[str, ...] = CONTRASTS) -> dict[str, np.ndarray]:
+    """The scan as it is, inverted, and T1-like (4u(1-u) of its intensities u scaled to 0..1 by percentiles), or
+    those of them ``kinds`` names."""
     low, high = np.percentile(array, (0.5, 99.5))
     u = np.clip((array.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
-    return {"original": array, "inverted": (1 - u) * 1000, "T1-like": 4 * u * (1 - u) * 1000}
+    made = {"original": lambda: array, "inverted": lambda: (1 - u) * 1000, "T1-like": lambda: 4 * u * (1 - u) * 1000}
+    return {kind: made[kind]() for kind in kinds}
 
 
 def paired_measures(pred: np.ndarray, ref: np.ndarray, volume) -> list[dict]:
@@ -91,11 +96,11 @@ def grade_table(rows: list[dict]) -> str:
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members: list[Path] = (),
-        fallback: list[Path] = (), refine: bool = False) -> list[dict]:
-    """Every finished fold's test scans in the three contrasts; a fold's rows are kept in ``out/fold_K.json``
-    and read from there when the report is made again. With ``members`` each fold segments with the ensemble of
-    its models in ``cv`` and ``members``, with ``fallback`` (CV folders of the same folds) their model, or the
-    ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); with ``refine``
+        fallback: list[Path] = (), refine: bool = False, kinds: tuple[str, ...] = CONTRASTS) -> list[dict]:
+    """Every finished fold's test scans in the three contrasts (or ``kinds`` of them); a fold's rows are kept in
+    ``out/fold_K.json`` and read from there when the report is made again. With ``members`` each fold segments with
+    the ensemble of its models in ``cv`` and ``members``, with ``fallback`` (CV folders of the same folds) their model,
+    or the ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); with ``refine``
     the fold's outline refiner (``refiner.onnx`` in its folder) redraws the bodies, as in ``saunet segment``; with
     any of them the fold writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
@@ -108,13 +113,13 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members:
             split_at = len(checkpoints) - len(fallback)
             ensemble, second = checkpoints[:split_at], checkpoints[split_at:]
             refiner = run_dir / "refiner.onnx" if refine else False
-            write_json(fold(ensemble, split, cases, out if others or refine else None, second, refiner), saved)
+            write_json(fold(ensemble, split, cases, out if others or refine else None, second, refiner, kinds), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
 def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None,
-         fallback: list[Path] = (), refiner: Path | bool = False) -> list[dict]:
+         fallback: list[Path] = (), refiner: Path | bool = False, kinds: tuple[str, ...] = CONTRASTS) -> list[dict]:
     """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble; ``fallback``
     taking over where QC calls for it; ``refiner``: the outline refiner's ONNX file, or False for none) and judged
     against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the code
@@ -129,7 +134,7 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
-        for kind, array in contrasts(image.array).items():
+        for kind, array in contrasts(image.array, kinds).items():
             image.array = array
             result, verdict = segmenter.segment_checked(image)
             if out is not None and kind == "original":
@@ -176,6 +181,23 @@ def rescore_originals(rows: list[dict], cv: Path, model: str, data: list[Path], 
         if row["contrast"] == "original" and predicted:
             row.update(body_metrics(read_volume(predicted).array, read_volume(cases[row["case"]].label).array))
     return rows
+
+
+def evaluation_rows(rows: list[dict], out: Path, data: list[Path]) -> list[dict]:
+    """The scans as they are, each prediction in ``out/predictions`` scored as ``saunet cv`` scores a fold's
+    (Dice and distances of the bodies too: :func:`~saunet.evaluation.level_map_metrics`)."""
+    from saunet.imageio import read_volume
+    from saunet.labels import LEVELS
+
+    cases, scored = gather_cases(data), []
+    for row in rows:
+        predicted = prediction_of(out, "", row["case"], ensemble=out)
+        if row["contrast"] == "original" and predicted:
+            label = read_volume(cases[row["case"]].label)
+            reference = np.where(np.isin(label.array, list(LEVELS)), label.array, 0)
+            scored.append({"fold": row["fold"], "case": row["case"], "dataset": row["dataset"],
+                           **level_map_metrics(read_volume(predicted).array, reference, label.array, label.spacing)})
+    return scored
 
 
 def flagged_table(rows: list[dict]) -> str:
@@ -287,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fallback", action="append", default=[], type=Path, metavar="CV",
                         help="a CV folder of the same folds whose model takes over where QC calls for it, as the "
                              "shipped fallback does in saunet segment; repeat for an ensemble as the fallback")
+    parser.add_argument("--contrast", action="append", choices=CONTRASTS, dest="kinds",
+                        help="segment the scans only in this contrast (repeat for more; default: all three)")
     parser.add_argument("--refine", action="store_true",
                         help="each fold's outline refiner redraws its results, as the shipped one does in saunet "
                              "segment: refiner.onnx in the fold's folder (saunet train-refiner --splits --fold)")
@@ -294,9 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ensemble = args.out if args.member or args.fallback or args.refine else None
     rows = rescore_originals(run(args.cv, args.model, args.data, args.epochs, args.out, args.member, args.fallback,
-                                 args.refine), args.cv, args.model, args.data, ensemble)
+                                 args.refine, tuple(args.kinds or CONTRASTS)), args.cv, args.model, args.data, ensemble)
     rows = rejudge(rows, replace(THRESHOLDS, **dict(args.threshold))) if args.threshold else rows
     write_json(rows, args.out / "qc_cases.json")
+    if ensemble is not None:
+        write_json({"cases": evaluation_rows(rows, args.out, args.data)}, args.out / "evaluation.json")
     measured = measured_predictions(args.cv, args.model, args.data, ensemble)
     write_json(measured, args.out / "measures.json")
     table, pairs = agreement(measured)
