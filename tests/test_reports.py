@@ -418,6 +418,14 @@ def test_qc_calibration_with_the_folds_refiners_judges_and_measures_the_refined_
         changed += not np.array_equal(written, plain.segment(image).labels)
     assert changed  # and the refiner did redraw
     assert sorted(r["case"] for r in json.loads((tmp_path / "qc" / "measures.json").read_text())) == sorted(tested)
+    from saunet.experiments import thick_slices
+
+    thick = {}
+    for refine in ([], ["--refine"]):
+        thick_slices.main(["--cv", str(cv), "--data", str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "t"), *refine])
+        thick[bool(refine)] = json.loads((tmp_path / "t" / "cases.json").read_text())
+    assert sorted(r["case"] for r in thick[True]) == sorted(tested)
+    assert [r["body_dice"] for r in thick[True]] != [r["body_dice"] for r in thick[False]]  # the thinned scans redrawn
 
 
 def test_a_body_measured_shorter_than_its_expert_mask_counts_as_a_suggested_fracture_the_expert_mask_lacks(tmp_path):

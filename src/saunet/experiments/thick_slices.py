@@ -18,7 +18,7 @@ from tqdm import tqdm
 from saunet.crossval import finished_folds, fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, summarise
-from saunet.experiments.qc_calibration import contrasts, fold_arguments
+from saunet.experiments.qc_calibration import contrasts, fold_parser
 from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
@@ -69,13 +69,15 @@ def scored_labels(labels: np.ndarray, verdict: Verdict, label: Volume, dataset: 
             **body_metrics(labels, label.array)}
 
 
-def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = ()) -> list[dict]:
+def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = (), refine: bool = False) -> list[dict]:
+    """Every finished fold's test scans thinned, segmented by the fold's model (or the ensemble with ``members``'),
+    with ``refine`` redrawn by the fold's outline refiner (``refiner.onnx`` in its folder), as ``saunet segment``."""
     from saunet.inference import Segmenter
 
     cases = gather_cases(data)
     rows = []
     for split, run_dir in finished_folds(cv, model, epochs, members):
-        segmenter = Segmenter(fold_checkpoints(run_dir, members))
+        segmenter = Segmenter(fold_checkpoints(run_dir, members), refine=run_dir / "refiner.onnx" if refine else False)
         for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
             thin_image, thin_label, slice_mm = thick_copies(*read_case(cases[name]))
             rows.append({"case": name, "fold": split["fold"], "slice_mm": slice_mm,
@@ -106,8 +108,11 @@ def write_results(rows: list[dict], out: Path, title: str, module: str, argv: li
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = fold_arguments(__doc__.splitlines()[0], argv)
-    rows = sorted(run(args.cv, args.model, args.data, args.epochs, args.member), key=lambda r: r["dataset"])
+    parser = fold_parser(__doc__.splitlines()[0])
+    parser.add_argument("--refine", action="store_true", help="each fold's outline refiner (refiner.onnx in the fold's "
+                        "folder) redraws its results, as the shipped one does in saunet segment")
+    args = parser.parse_args(argv)
+    rows = sorted(run(args.cv, args.model, args.data, args.epochs, args.member, args.refine), key=lambda r: r["dataset"])
     write_results(rows, args.out, f"Thick slices, every k-th slice (~{TARGET_MM:g} mm)", __spec__.name, argv)
 
 
