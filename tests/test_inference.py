@@ -286,7 +286,7 @@ def test_quality_control_reuses_the_intensities_the_network_saw(lumbar):
     verdict = segmenter.assess(volume, result)
     again = assess(volume.array, volume.spacing, result.network_labels, result.probabilities, result.layout,
                    segmenter.label_map, segmenter.training_profile, disagreement=result.disagreement,
-                   refined=result.labels)
+                   refined=result.labels, name_disagreement=result.name_disagreement)
     shared, afresh = verdict.statistics, again.statistics
     assert np.isfinite(shared["body_contrast"])
     assert shared.keys() == afresh.keys() and all(np.isclose(shared[k], afresh[k], atol=1e-5) for k in shared)

@@ -186,7 +186,14 @@ def test_ensemble_members_that_class_part_of_the_bodies_otherwise_disagree_on_th
     second = member_logits(other)
     second[2][other == 2] = 8.0
     assert member_disagreement(*averaged_in_place(first.copy(), [first])) == 0.0
+    assert member_disagreement(*averaged_in_place(first.copy(), [second.copy()]), names_only=True) == 8 / 20
     assert member_disagreement(*averaged_in_place(first, [second])) == 8 / 20  # the mean calls those 8 level 2
+    smaller = agreed.copy()
+    smaller[1:3, 2:7, 3] = 0  # the second member draws 10 of the 20 voxels as background: an outline, not a name
+    sure = member_logits(agreed)
+    sure[1][agreed == 1] = 8.0  # by more than the second member's margin: the mean keeps all 20 a body
+    classes = averaged_in_place(sure, [member_logits(smaller)])
+    assert member_disagreement(*classes) == 10 / 20 and member_disagreement(*classes, names_only=True) == 0.0
     nothing = member_logits(np.zeros_like(agreed))
     assert member_disagreement(*averaged_in_place(nothing, [nothing.copy()])) == 1.0  # no body: nothing to trust
 
@@ -198,6 +205,14 @@ def test_disagreeing_ensemble_members_make_a_scan_a_check():
     parted = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.6)
     assert parted.verdict == "check" and "disagree on 60%" in parted.reasons[0]
     assert parted.statistics["member_disagreement"] == 0.6
+    # refined bodies: the outlines are the refiner's to judge; the names alone are judged, and said to be
+    named = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.6, name_disagreement=0.05)
+    assert named.verdict == "ok" and named.statistics["member_name_disagreement"] == 0.05
+    misnamed = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9, disagreement=0.6, name_disagreement=0.3)
+    assert misnamed.verdict == "check" and "disagree on the names of 30%" in misnamed.reasons[0]
+    for verdict in (parted, named, misnamed):  # judged again from the saved statistics, the same
+        again = rejudged(verdict.to_dict(), THRESHOLDS)
+        assert (again.verdict, again.reasons) == (verdict.verdict, verdict.reasons)
 
 
 def test_a_saved_verdict_judged_again_says_the_same_with_its_thresholds_and_follows_other_ones():

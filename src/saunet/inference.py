@@ -133,6 +133,7 @@ class Segmentation:
     # own view of it where the network normalises so (Segmenter.in_shared_units)
     intensities: np.ndarray | None = None
     disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
+    name_disagreement: float | None = None  # the same on names alone, judged where the refiner redrew the outlines
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
     # the post-processed labels before the outline refiner redrew them, and the refiner's file (None: not refined)
     unrefined_labels: np.ndarray | None = None
@@ -447,7 +448,7 @@ class Segmenter:
             :class:`Segmentation` with the data set's label values, before and after post-processing.
         """
         layout = volume_layout(volume, slice_axis if slice_axis is not None else self.slice_axis, orientation)
-        logits, disagreement, grid, intensities = self.ensemble_logits(volume, layout)
+        logits, disagreements, grid, intensities = self.ensemble_logits(volume, layout)
         labels, raw, probabilities, box = self.decode(logits, grid, volume.spacing, volume.array.shape)
         unrefined, seen = None, self.in_shared_units(volume.array, intensities)
         if self.refiner is not None and labels.any():
@@ -456,8 +457,9 @@ class Segmenter:
         if whole_probabilities:
             probabilities = self.label_map.probabilities(self.preprocessor.inverse(logits, grid))
             box = tuple(slice(0, size) for size in volume.array.shape)
+        whole, names = disagreements or (None, None)
         return Segmentation(self.label_map.values(labels), self.label_map.values(raw), probabilities, box, layout,
-                            seen, disagreement, self.described, unrefined,
+                            seen, whole, names, self.described, unrefined,
                             None if self.refiner is None else str(self.refiner.path))
 
     def segment_checked(self, volume: Volume, slice_axis: int | None = None, orientation: str | None = None,
@@ -481,9 +483,10 @@ class Segmenter:
         logits, _, grid, intensities = self.ensemble_logits(volume, layout)
         return logits, grid, intensities
 
-    def ensemble_logits(self, volume: Volume, layout: Layout) -> tuple[np.ndarray, float | None, Grid, np.ndarray]:
-        """As :meth:`network_logits`, with the members' disagreement (:func:`quality.member_disagreement`; None for
-        one model) second. Members after the first run on the box around the first one's bodies
+    def ensemble_logits(self, volume: Volume, layout: Layout
+                        ) -> tuple[np.ndarray, tuple[float, float] | None, Grid, np.ndarray]:
+        """As :meth:`network_logits`, with the members' disagreement (:func:`quality.member_disagreement`, whole and
+        on names alone; None for one model) second. Members after the first run on the box around the first one's bodies
         (:data:`MEMBER_MARGINS`) and take its logits outside it, so their mean is the first's logits there: only the
         box is averaged, in the first's array (a new array of a scan's logits costs more to allocate than to fill)."""
         grid = self.preprocessor.grid(volume.array.shape, volume.spacing, layout)
@@ -494,8 +497,8 @@ class Segmenter:
             return first, None, grid, intensities
         box = body_box(first, MEMBER_MARGINS) or tuple(slice(0, size) for size in first.shape[1:])
         others = [logits_in_box(model, image, box, self.chunk_slices) for model in self.models[1:]]
-        disagreement = member_disagreement(*averaged_in_place(first[(slice(None), *box)], others))
-        return first, disagreement, grid, intensities
+        classes = averaged_in_place(first[(slice(None), *box)], others)
+        return first, (member_disagreement(*classes), member_disagreement(*classes, names_only=True)), grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, ...]]:
@@ -528,7 +531,8 @@ class Segmenter:
         return assess(volume.array, volume.spacing, result.network_labels, result.box_probabilities, result.layout,
                       self.label_map, self.training_profile, normalised=result.intensities,
                       disagreement=result.disagreement, box=result.box,
-                      refined=None if result.unrefined_labels is None else result.labels)
+                      refined=None if result.unrefined_labels is None else result.labels,
+                      name_disagreement=None if result.unrefined_labels is None else result.name_disagreement)
 
     def in_shared_units(self, array: np.ndarray, intensities: np.ndarray) -> np.ndarray:
         """The scan ``array`` normalised as quality control and the refiner see it (:data:`CLIP_PERCENTILES`):

@@ -285,15 +285,19 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
 
 
-def member_disagreement(member_classes: np.ndarray, mean_classes: np.ndarray) -> float:
+def member_disagreement(member_classes: np.ndarray, mean_classes: np.ndarray, names_only: bool = False) -> float:
     """The share of the voxels an ensemble's mean logits class as a body (``mean_classes``, on the network grid) where
-    some member alone would class them otherwise (another level, or background; ``member_classes``: (members, ...)).
-    Models trained alike agree on scans like their training scans and part where a scan is unlike them; 1.0 when the
-    ensemble finds no body."""
+    some member alone would class them otherwise (another level, or background; ``member_classes``: (members, ...)),
+    or with ``names_only`` another level only: where the outline refiner redraws the bodies, their outlines are judged
+    by its agreement with the level network (:func:`outline_agreements`), and a member's background at a body's edge
+    says nothing of its name. Models trained alike agree on scans like their training scans and part where a scan is
+    unlike them; 1.0 when the ensemble finds no body."""
     bodies = mean_classes > 0
     if not bodies.any():
         return 1.0
-    return float((member_classes[:, bodies] != mean_classes[bodies]).any(0).mean())
+    members, mean = member_classes[:, bodies], mean_classes[bodies]
+    differ = (members != mean) & (members > 0) if names_only else members != mean
+    return float(differ.any(0).mean())
 
 
 
@@ -305,11 +309,12 @@ def level_gaps(levels: np.ndarray) -> list[int]:
 
 def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingProfile, gaps: list[int],
                  margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None,
-                 said: list[str] = ()) -> Verdict:
+                 said: list[str] = (), name_disagreement: float | None = None) -> Verdict:
     """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
-    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``said``: reasons no
-    threshold moves, already said of this scan, as :func:`rejudged` keeps them). A body's flags make the scan a
-    check as :meth:`BodyQuality.raises_scan` says."""
+    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``name_disagreement``: the same
+    on names alone, judged instead where given, for refined bodies; ``said``: reasons no threshold moves, already said
+    of this scan, as :func:`rejudged` keeps them). A body's flags make the scan a check as
+    :meth:`BodyQuality.raises_scan` says."""
     fails, checks = [], []
     if len(bodies) < 3:
         fails.append(f"{len(bodies)} vertebral bodies found; a lumbar scan shows at least 5")
@@ -323,13 +328,17 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
     checks += said
     if margin is not None and bodies and margin < thresholds.naming_margin:
         checks.append(f"level names uncertain: one level up or down fits almost as well (margin {margin:.2f})")
-    if disagreement is not None and disagreement > thresholds.member_disagreement:
+    if name_disagreement is not None and name_disagreement > thresholds.member_disagreement:
+        checks.append(f"the ensemble's models disagree on the names of {name_disagreement:.0%} of the bodies' voxels "
+                      f"(more than {thresholds.member_disagreement:.0%}: its names are in doubt)")
+    elif name_disagreement is None and disagreement is not None and disagreement > thresholds.member_disagreement:
         checks.append(f"the ensemble's models disagree on {disagreement:.0%} of the bodies' voxels "
                       f"(more than {thresholds.member_disagreement:.0%}: its names or outlines are in doubt)")
     checks += [f"{b.name}: {flag}" for b in bodies for flag in b.flags if b.raises_scan(flag)]
     verdict = "fail" if fails else "check" if checks else "ok"
+    judged = {} if name_disagreement is None else {"member_name_disagreement": name_disagreement}
     return Verdict(verdict, fails + checks, bodies,
-                   {**statistics, "naming_margin": margin, "member_disagreement": disagreement})
+                   {**statistics, "naming_margin": margin, "member_disagreement": disagreement, **judged})
 
 
 def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
@@ -345,7 +354,8 @@ def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
               for b, ratio, outline in zip(saved["bodies"], ratios, outlines)]
     statistics = saved["statistics"]
     return scan_verdict(bodies, statistics, TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
-                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))])
+                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))],
+                        statistics.get("member_name_disagreement"))
 
 
 def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
@@ -377,13 +387,15 @@ def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: st
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
            layout: Layout, label_map, profile: TrainingProfile, thresholds: Thresholds = THRESHOLDS,
            normalised: np.ndarray | None = None, disagreement: float | None = None,
-           box: tuple[slice, ...] | None = None, refined: np.ndarray | None = None) -> Verdict:
+           box: tuple[slice, ...] | None = None, refined: np.ndarray | None = None,
+           name_disagreement: float | None = None) -> Verdict:
     """QC of a segmentation: ``labels`` (the data set's values) and ``probabilities`` (K, ...) of the scan
     ``array`` on its grid, by a model with ``label_map`` trained on scans of ``profile`` (``normalised``: the
     scan normalised to :data:`CLIP_PERCENTILES`, if at hand). ``box``: the box of the scan's array that the
     probabilities cover and that holds every labelled voxel (None: the whole scan). ``refined``: the outline
-    refiner's redrawing of ``labels`` (the data set's values; None: not refined). A binary model's bodies are its
-    connected components."""
+    refiner's redrawing of ``labels`` (the data set's values; None: not refined). ``disagreement`` and
+    ``name_disagreement``: an ensemble's members' (:func:`scan_verdict`). A binary model's bodies are its connected
+    components."""
     classes = label_map.apply(labels)
     inside = box if box is not None else (Ellipsis,)
     if label_map.classes is None:
@@ -394,7 +406,8 @@ def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, pr
     quality = body_quality(bodies[inside], classes[inside], probabilities, spacing, names, thresholds,
                            cut_by_field(bodies, layout.axes[1]), redrawn)
     statistics = scan_statistics(array, spacing, layout, labels > 0, normalised)
-    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement)
+    return scan_verdict(quality, statistics, profile, gaps, margin, thresholds, disagreement,
+                        name_disagreement=name_disagreement)
 
 
 def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thresholds = THRESHOLDS) -> Verdict:
