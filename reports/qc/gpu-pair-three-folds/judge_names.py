@@ -20,7 +20,8 @@ def judged_on(row: dict, names: bool) -> dict:
     ``names`` says so, as ``saunet segment`` saves it since session 35, or without it, as the probe's code judged."""
     saved = copy.deepcopy(row["quality"])
     statistics = saved["statistics"]
-    name, refined = statistics.pop("member_name_disagreement", None), statistics.pop("refined", False)
+    name = statistics.pop("member_name_disagreement", None)
+    refined = statistics.pop("refined", name is not None)  # today's rows hold the names' share of refined results only
     if names and refined:
         statistics["member_name_disagreement"] = name
     return saved

@@ -6,7 +6,9 @@ not as background) recorded beside the whole disagreement, on every row of a qc_
         --refine --out runs/names35-g16
 
 Each row's ``quality.statistics`` gains ``member_name_disagreement`` and ``refined``; ``judge_names.py`` judges the
-rows both ways. No shipped code changes: the probe wraps two functions for this run only.
+rows both ways. No shipped code changes: the probe wraps two functions for this run only. It ran on the code of
+fa37425 (``git worktree add /tmp/at fa37425``, run there); since 0905451 ``saunet segment`` and ``qc_calibration
+--refine`` record ``member_name_disagreement`` of refined results themselves, and their rows judge the same way.
 """
 
 import sys

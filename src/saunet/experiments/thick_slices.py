@@ -70,7 +70,7 @@ def scored_labels(labels: np.ndarray, verdict: Verdict, label: Volume, dataset: 
 
 
 def run(cv: Path, model: str, data: list[Path], epochs: int, members: list[Path] = (), refine: bool = False) -> list[dict]:
-    """Every finished fold's test scans thinned, segmented by the fold's model (or the ensemble with ``members``'),
+    """Every finished fold's test scans thinned, segmented by the fold's model (with ``members``, its ensemble),
     with ``refine`` redrawn by the fold's outline refiner (``refiner.onnx`` in its folder), as ``saunet segment``."""
     from saunet.inference import Segmenter
 
