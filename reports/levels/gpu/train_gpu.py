@@ -118,8 +118,19 @@ def seconds_per_epoch(run) -> float:
     return step * run.config.steps_per_epoch + time.time() - started
 
 
-def timed_setup(index: int, job: dict, timings, deadline: float):
-    """The run's recipe and cases, and its epoch's seconds written to ``timings[index]``."""
+def side_by_side(barrier, deadline: float) -> bool:
+    """Wait for every run at ``barrier`` (a quarter of the time left at most); False if some run never came."""
+    try:
+        barrier.wait(timeout=max(10.0, deadline - time.time()) / 4)
+        return True
+    except threading.BrokenBarrierError:
+        return False
+
+
+def timed_setup(index: int, job: dict, timings, loaded, deadline: float):
+    """The run's recipe and cases, and its epoch's seconds written to ``timings[index]``, timed once every run has
+    loaded its cases (``loaded``): timed while others still decompress theirs, an epoch took about twice as long as in
+    training (session 35), and the budget gave fewer epochs than fit."""
     import torch
 
     from saunet.config import TrainConfig
@@ -131,23 +142,24 @@ def timed_setup(index: int, job: dict, timings, deadline: float):
     if config.unannotated_anywhere:  # as prepare_cases: no region
         cases = {name: replace(case, unannotated=None) for name, case in cases.items()}
     out_dir = Path(job["work"]) / job["recipe"] / job["run"]
-    timings[index] = seconds_per_epoch(start_run(config, job["run_cases"], cases, out_dir))
+    run = start_run(config, job["run_cases"], cases, out_dir)
+    side_by_side(loaded, deadline)
+    timings[index] = seconds_per_epoch(run)
     return config, cases, out_dir
 
 
-def worker(index: int, job: dict, timings, barrier, deadline: float) -> None:
+def worker(index: int, job: dict, timings, loaded, barrier, deadline: float) -> None:
     stand_in_modules()
     from saunet.training import save_epoch, train_epoch, validate
 
     name = f"{job['recipe']} {job['run']}"
     try:
-        config, cases, out_dir = timed_setup(index, job, timings, deadline)
+        config, cases, out_dir = timed_setup(index, job, timings, loaded, deadline)
     except BaseException:
-        barrier.abort()  # the other runs go on with their own timings instead of waiting for this one
+        loaded.abort()  # the other runs go on with their own timings instead of waiting for this one
+        barrier.abort()
         raise
-    try:
-        barrier.wait(timeout=max(10.0, deadline - time.time()) / 4)
-    except threading.BrokenBarrierError:
+    if not side_by_side(barrier, deadline):
         print(f"{name}: not every run timed its steps; going by the runs that did", flush=True)
     slowest = max(timings[i] for i in job["same_recipe"])
     fitting = max(1, int((deadline - time.time()) / slowest))
@@ -209,8 +221,9 @@ def main() -> None:
              "classes": packed["classes"], "packed": str(args.packed), "work": str(args.work), "threads": args.threads,
              "same_recipe": [i for i, (other, _) in enumerate(names) if other == recipe]} for recipe, run in names]
     context = multiprocessing.get_context("spawn")
-    timings, barrier = context.Array("d", len(jobs)), context.Barrier(len(jobs))
-    processes = [context.Process(target=worker, args=(i, job, timings, barrier, deadline)) for i, job in enumerate(jobs)]
+    timings, loaded, barrier = context.Array("d", len(jobs)), context.Barrier(len(jobs)), context.Barrier(len(jobs))
+    processes = [context.Process(target=worker, args=(i, job, timings, loaded, barrier, deadline))
+                 for i, job in enumerate(jobs)]
     for process in processes:
         process.start()
     for process in processes:
