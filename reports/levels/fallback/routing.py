@@ -28,9 +28,8 @@ def qc_rows(folder: Path) -> dict:
             for row in json.loads(path.read_text())}
 
 
-def triggers(row: dict) -> list[str]:
-    """Why the fallback would run on this saved result (none: it would not)."""
-    verdict = rejudged(row["quality"], THRESHOLDS)
+def triggers(verdict, row: dict) -> list[str]:
+    """Why the fallback would run on this saved result, judged ``verdict`` (none: it would not)."""
     contrast = any(reason.startswith(UNLIKE + "body ") for reason in row["quality"]["reasons"])
     return fallback_triggers(verdict, contrast)
 
@@ -39,10 +38,11 @@ def routed_rows(first: dict, fallback: dict) -> list[dict]:
     """Per scan and contrast: each model's scores and the routed one's, and each result's QC verdict."""
     rows = []
     for key, row in first.items():
-        handed = bool(triggers(row))
-        chosen = fallback[key] if handed else row
+        verdict = rejudged(row["quality"], THRESHOLDS)  # today's judge: names only where the outlines were refined
+        handed = bool(triggers(verdict, row))
+        chosen = fallback[key] if handed else {**row, "verdict": verdict.verdict}
         base = {"case": row["case"], "dataset": row["dataset"], "contrast": row["contrast"]}
-        rows += [{**base, "model": "ensemble", "verdict": row["verdict"], **{m: row[m] for m in SCORES}},
+        rows += [{**base, "model": "ensemble", "verdict": verdict.verdict, **{m: row[m] for m in SCORES}},
                  {**base, "model": "fallback alone", "verdict": fallback[key]["verdict"],
                   **{m: fallback[key][m] for m in SCORES}},
                  {**base, "model": "ensemble + fallback", "verdict": "check" if handed and chosen["verdict"] == "ok"
