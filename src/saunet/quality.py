@@ -154,6 +154,10 @@ def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
     return reasons
 
 
+class VoteFlag(str):
+    """A body's flag that its own level votes raise (:meth:`BodyQuality.raises_scan`); written out as its text."""
+
+
 @dataclass
 class BodyQuality:
     level: int
@@ -174,7 +178,7 @@ class BodyQuality:
         where the outline refiner's outline agrees with the level network's, which judges the outline instead; the
         names are judged over the whole run of bodies (the naming margin). On cross-validated results the votes
         flagged bodies named right on well segmented scans (reports/qc/outline-and-left-out)."""
-        return not (flag.startswith(VOTE_FLAGS) and np.isfinite(self.outline_agreement))
+        return not (isinstance(flag, VoteFlag) and np.isfinite(self.outline_agreement))
 
     @property
     def remarks(self) -> list[str]:
@@ -248,17 +252,14 @@ def volume_ratios(volumes: list[float]) -> list[float]:
     return [v / np.median(volumes[:i] + volumes[i + 1:]) if len(volumes) > 1 else 1.0 for i, v in enumerate(volumes)]
 
 
-VOTE_FLAGS = ("low confidence", "only ")  # what a body's own level votes say (BodyQuality.raises_scan)
-
-
 def body_flags(confidence: float, agreement: float, volume: float, ratio: float, whole: bool,
                thresholds: Thresholds = THRESHOLDS, outline: float = float("nan")) -> list[str]:
     """What QC says of one body: its confidence, level votes and volume (``ratio``: against the other bodies'),
     and how far the level network's and the refiner's outlines of it agree (``outline``, Dice; nan: not refined),
     all but the votes judged only when the body is ``whole``ly imaged."""
     return [text for bad, text in (
-        (whole and confidence < thresholds.body_confidence, f"low confidence {confidence:.2f}"),
-        (agreement < thresholds.level_agreement, f"only {agreement:.0%} of its votes for this level"),
+        (whole and confidence < thresholds.body_confidence, VoteFlag(f"low confidence {confidence:.2f}")),
+        (agreement < thresholds.level_agreement, VoteFlag(f"only {agreement:.0%} of its votes for this level")),
         (whole and not thresholds.volume_ratio[0] <= ratio <= thresholds.volume_ratio[1],
          f"volume {ratio:.1f} x the other bodies'"),
         (whole and not thresholds.volume_cm3[0] <= volume <= thresholds.volume_cm3[1],
