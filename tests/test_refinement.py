@@ -151,6 +151,23 @@ def test_a_trained_refiner_of_any_width_exports_to_onnx_and_runs_on_any_slice_si
         train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, features=(2, 2, 4, 4, 8, 2))
 
 
+@pytest.mark.parametrize("share", [0.0, 0.3])
+def test_a_refiner_trained_with_contrast_curves_sees_its_patches_through_them(tmp_path, monkeypatch, share):
+    import torch
+
+    import saunet.refiner_training as refiner_training
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+
+    shares = []
+    monkeypatch.setattr(refiner_training, "remap_contrast", lambda images, rng, s: shares.append(s) or -images)
+    write_cohort(tmp_path / "data", 1, seed=4, shape=(7, 48, 48))
+    refiner_training.train_refiner(list_cases(tmp_path / "data"), 2, tmp_path / "run", progress=False,
+                                   contrast_curves=share)
+    assert shares == ([share] * 2 if share else [])  # every batch, or none
+    assert torch.load(tmp_path / "run" / "refiner.pt")["contrast_curves"] == share
+
+
 def test_the_shipped_segmenter_redraws_outlines_near_its_level_map_and_nothing_else(lumbar):
     from saunet.evaluation import overlap_metrics
     from saunet.imageio import read_volume

@@ -149,7 +149,7 @@ def cmd_train_refiner(args) -> None:
 
     _set_threads(args.threads)
     onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
-                        **widths)
+                         contrast_curves=args.contrast_curves, **widths)
     print(f"refiner written to {onnx}")
 
 
@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", default=None, metavar="N,N,N,N,N,N",
                    help="the BasicUNet's features per level, six comma-separated, as train's --width (default "
                         "8,16,32,64,128,8; 16,32,64,128,256,16 is four times the compute)")
+    p.add_argument("--contrast-curves", type=float, default=0.0, metavar="SHARE",
+                   help="share of patches passed through a random intensity curve, as train's --contrast-curves (for "
+                        "a refiner of the fallback's results: scans of contrasts the training data lack)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out", required=True, help="folder for refiner.pt and refiner.onnx")
     p.set_defaults(func=cmd_train_refiner)

@@ -25,7 +25,7 @@ from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
 from saunet.preprocessing import normalise_intensities
 from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
-from saunet.training import augment, drawn_index, vary_appearance
+from saunet.training import augment, drawn_index, remap_contrast, vary_appearance
 
 BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
 PATCH = 64
@@ -89,11 +89,12 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False, features: tuple[int, ...] = FEATURES) -> Path:
+                  balanced: bool = False, features: tuple[int, ...] = FEATURES, contrast_curves: float = 0.0) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
     set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case;
-    ``features``: :func:`outline_net`'s."""
+    ``features``: :func:`outline_net`'s; ``contrast_curves``: the share of patches given a random intensity curve
+    (:func:`saunet.training.remap_contrast`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -117,7 +118,10 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
         images, targets, known = augment(images, targets, rng, known=known)
-        loss = masked_loss(net(vary_appearance(images, rng)[:, :, 0]), targets[:, :, 0], known[:, :, 0])
+        images = vary_appearance(images, rng)
+        if contrast_curves:
+            images = remap_contrast(images, rng, contrast_curves)
+        loss = masked_loss(net(images[:, :, 0]), targets[:, :, 0], known[:, :, 0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -126,6 +130,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                      "step": step + 1, "seed": seed, "features": features, "balanced": balanced,
+                     "contrast_curves": contrast_curves,
                      "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
