@@ -436,6 +436,20 @@ def test_a_result_in_doubt_is_replaced_by_the_fallback_models_which_says_so(tmp_
     assert Segmenter(tiny_level_checkpoint, fallback=other).segment_checked(volume)[0].model == str(tiny_level_checkpoint)
 
 
+def test_the_fallbacks_results_are_refined_by_their_own_refiner_only_where_a_refiner_runs(tmp_path, tiny_level_checkpoint):
+    from saunet.inference import fallback_refiner
+    from saunet.refinement import SHIPPED, SHIPPED_FOR_FALLBACK
+
+    other = second_member(tiny_level_checkpoint, tmp_path / "other.pt")
+    segmenter = Segmenter(tiny_level_checkpoint, fallback=other, refine=SHIPPED, fallback_refine=SHIPPED_FOR_FALLBACK)
+    assert segmenter.fallback().refiner.path == SHIPPED_FOR_FALLBACK and segmenter.refiner.path == SHIPPED
+    assert Segmenter(tiny_level_checkpoint, fallback=other, refine=SHIPPED).fallback().refiner is None  # one's own
+    first = segmenter.refiner
+    assert fallback_refiner(None, True, first) == SHIPPED_FOR_FALLBACK  # the shipped fallback: its own refiner
+    assert fallback_refiner(None, True, None) is False  # --no-refine: neither is refined
+    assert fallback_refiner(True, [other], None) == SHIPPED_FOR_FALLBACK
+
+
 def test_a_fallback_that_names_classes_otherwise_is_refused_before_anything_is_written(tmp_path, tiny_checkpoint,
                                                                                           tiny_level_checkpoint, lumbar):
     scan = sorted((lumbar / "imagesTr").glob("*.nii.gz"))[0]
@@ -462,6 +476,7 @@ def test_the_shipped_fallback_segments_an_inverted_scan_the_ensemble_cannot(lumb
     print("inverted scan, Dice:", dice)
     assert [Path(path).name for path in record["model"]] == ["spine_levels_sau_net_curves.onnx",
                                                             "spine_levels_sau_net_curves_seed1.onnx"]
+    assert Path(record["refiner"]).name == "outline_refiner_curves.onnx"  # the fallback's own refiner
     assert record["quality"]["verdict"] != "ok" and "fallback" in result.stderr
     assert dice["with fallback"] > dice["ensemble"] + 0.2 and dice["with fallback"] > 0.8
 

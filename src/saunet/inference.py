@@ -36,7 +36,7 @@ from saunet.quality import (
     unlike_contrast,
 )
 from saunet.refinement import SHIPPED as SHIPPED_REFINER
-from saunet.refinement import OutlineRefiner, refine, widened
+from saunet.refinement import SHIPPED_FOR_FALLBACK, OutlineRefiner, refine, widened
 
 WEIGHTS = Path(__file__).parent / "weights"
 # The shipped ensemble: one recipe trained from two random starts, whose logits are averaged (docs/model-card.md).
@@ -335,6 +335,15 @@ def fallback_paths(fallback: str | Path | Sequence[str | Path] | bool, model_pat
     return [Path(fallback)] if isinstance(fallback, (str, Path)) else [Path(path) for path in fallback]
 
 
+def fallback_refiner(refine: str | Path | bool | None, fallback, first: OutlineRefiner | None) -> Path | bool:
+    """The outline refiner of the fallback's results (False: none); see :class:`Segmenter`'s ``fallback_refine``.
+    The first model's refiner never saw other contrasts and draws the fallback's inverted scans worse than the
+    fallback alone (reports/levels/fallback/README.md, session 36)."""
+    if refine is None:
+        return SHIPPED_FOR_FALLBACK if fallback is True and first is not None else False
+    return SHIPPED_FOR_FALLBACK if refine is True else refine
+
+
 def load_model(path: Path, device: str, bf16: bool, channels_last: bool) -> OnnxModel | TorchModel:
     """One model file's network: an ONNX export runs with ONNX Runtime, a checkpoint with PyTorch."""
     if path.suffix != ".onnx":
@@ -393,12 +402,16 @@ class Segmenter:
             in-plane grid: None the shipped one with the shipped ensemble and none with any other model (a fold's
             model must not meet a refiner trained on its test scans); True the shipped one; False none; or its
             ONNX file.
+        fallback_refine: the outline refiner of the fallback's results: None the shipped fallback's own (trained
+            with random contrast curves) where the shipped fallback runs and ``refine`` is not False, else none;
+            True that one; False none; or its ONNX file.
     """
 
     def __init__(self, model_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
                  min_component_mm3: float = PostprocessingSettings.min_component_mm3, max_components: int | None = None,
                  bf16: bool = False, channels_last: bool = True, chunk_slices: int = CHUNK_SLICES,
-                 fallback: str | Path | Sequence[str | Path] | bool = True, refine: str | Path | bool | None = None):
+                 fallback: str | Path | Sequence[str | Path] | bool = True, refine: str | Path | bool | None = None,
+                 fallback_refine: str | Path | bool | None = None):
         self.paths = model_paths(model_path, device, bf16)
         self.refiner = refiner_for(model_path is None if refine is None else refine)
         self.models = [load_model(path, device, bf16, channels_last) for path in self.paths]
@@ -415,7 +428,8 @@ class Segmenter:
         self.training_profile = TrainingProfile.from_dict(checkpoint.training_profile)
         self.fallback_paths = fallback_paths(fallback, model_path, device, bf16)
         self.fallback_settings = dict(device=device, min_component_mm3=min_component_mm3, max_components=max_components,
-                                      bf16=bf16, channels_last=channels_last, chunk_slices=chunk_slices)
+                                      bf16=bf16, channels_last=channels_last, chunk_slices=chunk_slices,
+                                      refine=fallback_refiner(fallback_refine, fallback, self.refiner))
         self._fallback: Segmenter | None = None
         if fallback not in (True, False):  # one's own fallback is checked before any scan: nothing half-written
             self.fallback()

@@ -25,6 +25,8 @@ PAD = 16  # pixels of context around the bodies; also what the network's input s
 NATIVE_MM = (0.9, 1.4)  # in-plane pixel sizes run as they are (trained: 1.0 and 1.25 mm, scaled 0.9-1.1)
 RESAMPLED_MM = 1.0  # the pixel size the refiner sees scans of other in-plane spacing at
 SHIPPED = Path(__file__).parent / "weights" / "outline_refiner.onnx"
+# the shipped fallback's: trained with random contrast curves, as the fallback is, for the contrasts it is handed
+SHIPPED_FOR_FALLBACK = Path(__file__).parent / "weights" / "outline_refiner_curves.onnx"
 
 
 class OutlineRefiner:

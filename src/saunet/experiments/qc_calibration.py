@@ -101,7 +101,9 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members:
     ``out/fold_K.json`` and read from there when the report is made again. With ``members`` each fold segments with
     the ensemble of its models in ``cv`` and ``members``, with ``fallback`` (CV folders of the same folds) their model,
     or the ensemble of their models, takes over where QC calls for it (``Segmenter.segment_checked``); with ``refine``
-    the fold's outline refiner (``refiner.onnx`` in its folder) redraws the bodies, as in ``saunet segment``; with
+    the fold's outline refiner (``refiner.onnx`` in its folder) redraws the bodies, as in ``saunet segment``, and
+    the fallback's results its own (``refiner.onnx`` in the first fallback folder's fold: trained with contrast
+    curves, as the shipped fallback's is); with
     any of them the fold writes its predictions of the scans as they are to ``out/predictions``."""
     cases = gather_cases(data)
     others = [*members, *fallback]
@@ -113,21 +115,25 @@ def run(cv: Path, model: str, data: list[Path], epochs: int, out: Path, members:
             split_at = len(checkpoints) - len(fallback)
             ensemble, second = checkpoints[:split_at], checkpoints[split_at:]
             refiner = run_dir / "refiner.onnx" if refine else False
-            write_json(fold(ensemble, split, cases, out if others or refine else None, second, refiner, kinds), saved)
+            second_refiner = second[0].parent / "refiner.onnx" if refine and second else False
+            write_json(fold(ensemble, split, cases, out if others or refine else None, second, refiner, kinds,
+                            second_refiner), saved)
         rows += json.loads(saved.read_text())
     return rows
 
 
 def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = None,
-         fallback: list[Path] = (), refiner: Path | bool = False, kinds: tuple[str, ...] = CONTRASTS) -> list[dict]:
+         fallback: list[Path] = (), refiner: Path | bool = False, kinds: tuple[str, ...] = CONTRASTS,
+         fallback_refiner: Path | bool = False) -> list[dict]:
     """The fold's test scans in each contrast, segmented by ``checkpoints`` (one, or an ensemble; ``fallback``
-    taking over where QC calls for it; ``refiner``: the outline refiner's ONNX file, or False for none) and judged
+    taking over where QC calls for it; ``refiner``, ``fallback_refiner``: the outline refiners' ONNX files of the
+    first model's and the fallback's results, or False for none) and judged
     against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the code
     that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
-    segmenter = Segmenter(checkpoints, fallback=list(fallback) or False, refine=refiner)
+    segmenter = Segmenter(checkpoints, fallback=list(fallback) or False, refine=refiner, fallback_refine=fallback_refiner)
     segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
     if fallback:
         segmenter.fallback().training_profile = segmenter.training_profile
