@@ -9,17 +9,11 @@ saved rows hand over, scored with the fallback's result unrefined (A, as `saunet
 import sys
 from pathlib import Path
 
-from routing import BAD, GOOD, SCORES, flagged_counts, qc_rows, routed_rows
+from routing import BAD, GOOD, SCORES, contrast_unlike, flagged_counts, qc_rows, routed_rows
 
 from saunet.experiments.reports import metrics_table, paired_table
-from saunet.quality import UNLIKE
 
 ROUTED = "ensemble + fallback"
-
-
-def contrast_unlike(row: dict) -> bool:
-    """Whether QC said the first model's bodies' intensities were unlike its training scans'."""
-    return any(reason.startswith(UNLIKE + "body ") for reason in row["quality"]["reasons"])
 
 
 def variants(first: dict, plain: dict, refined: dict) -> dict[str, list[dict]]:

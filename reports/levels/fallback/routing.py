@@ -28,10 +28,14 @@ def qc_rows(folder: Path) -> dict:
             for row in json.loads(path.read_text())}
 
 
+def contrast_unlike(row: dict) -> bool:
+    """Whether QC said this saved result's bodies' intensities were unlike its training scans'."""
+    return any(reason.startswith(UNLIKE + "body ") for reason in row["quality"]["reasons"])
+
+
 def triggers(verdict, row: dict) -> list[str]:
     """Why the fallback would run on this saved result, judged ``verdict`` (none: it would not)."""
-    contrast = any(reason.startswith(UNLIKE + "body ") for reason in row["quality"]["reasons"])
-    return fallback_triggers(verdict, contrast)
+    return fallback_triggers(verdict, contrast_unlike(row))
 
 
 def routed_rows(first: dict, fallback: dict) -> list[dict]:
