@@ -133,6 +133,22 @@ def test_body_wise_scores_ignore_unannotated_levels_and_name_levels():
     assert scores["bodies_found"] == pytest.approx(2 / 3) and scores["bodies_named"] == pytest.approx(1 / 3)
 
 
+def test_level_map_scores_take_the_references_bodies_from_the_level_table_only():
+    from saunet.evaluation import level_map_metrics
+    from saunet.labels import LabelMap
+
+    label = np.zeros((4, 40, 10), np.uint8)
+    label[:, 2:8] = 6  # L4
+    label[:, 12:18] = 7  # L5
+    label[:, 22:28] = 9  # a sacrum-like value outside the level table: not a body of the reference
+    pred = np.where(label == 9, 0, label).astype(np.uint8)
+    scores = level_map_metrics(pred, label, (1.0, 1.0, 1.0))
+    assert scores["dice"] == pytest.approx(1.0) and scores["body_dice"] == pytest.approx(1.0)
+    assert scores["hd"] == pytest.approx(0.0) and scores["bodies"] == 2
+    only_l5 = level_map_metrics(pred, label, (1.0, 1.0, 1.0), LabelMap((7,)))  # another model's classes
+    assert only_l5["dice"] == pytest.approx(2 * 24 / (48 + 24)) and only_l5["bodies"] == 1
+
+
 def test_touching_bodies_of_different_levels_are_scored_apart():
     from saunet.evaluation import body_metrics
 

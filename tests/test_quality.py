@@ -15,7 +15,7 @@ from saunet.quality import (
     fallback_triggers,
     handed_over,
     level_gaps,
-    member_disagreement,
+    member_disagreements,
     naming_margin,
     profile_of,
     rejudged,
@@ -185,17 +185,17 @@ def test_ensemble_members_that_class_part_of_the_bodies_otherwise_disagree_on_th
     other[1:3, 2:4, 2:4] = 2  # 8 of them level 2 for the second member, by more than the first's margin
     second = member_logits(other)
     second[2][other == 2] = 8.0
-    assert member_disagreement(*averaged_in_place(first.copy(), [first])) == 0.0
-    assert member_disagreement(*averaged_in_place(first.copy(), [second.copy()]), names_only=True) == 8 / 20
-    assert member_disagreement(*averaged_in_place(first, [second])) == 8 / 20  # the mean calls those 8 level 2
+    assert member_disagreements(*averaged_in_place(first.copy(), [first])) == (0.0, 0.0)
+    # the mean calls those 8 level 2, the first member level 1: a name
+    assert member_disagreements(*averaged_in_place(first, [second])) == (8 / 20, 8 / 20)
     smaller = agreed.copy()
     smaller[1:3, 2:7, 3] = 0  # the second member draws 10 of the 20 voxels as background: an outline, not a name
     sure = member_logits(agreed)
     sure[1][agreed == 1] = 8.0  # by more than the second member's margin: the mean keeps all 20 a body
     classes = averaged_in_place(sure, [member_logits(smaller)])
-    assert member_disagreement(*classes) == 10 / 20 and member_disagreement(*classes, names_only=True) == 0.0
+    assert member_disagreements(*classes) == (10 / 20, 0.0)
     nothing = member_logits(np.zeros_like(agreed))
-    assert member_disagreement(*averaged_in_place(nothing, [nothing.copy()])) == 1.0  # no body: nothing to trust
+    assert member_disagreements(*averaged_in_place(nothing, [nothing.copy()])) == (1.0, 1.0)  # no body: nothing to trust
 
 
 def test_disagreeing_ensemble_members_make_a_scan_a_check():

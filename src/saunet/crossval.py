@@ -303,12 +303,11 @@ def evaluate_fold(run_dir: Path, test_cases: list, config: TrainConfig, max_comp
     rows, raw_rows = [], []
     for case in test_cases:
         image, label = read_case(case)
-        reference = config.label_map.apply(label.array)
         result = segmenter.segment(image, config.slice_axis)
         write_like(result.labels, image, run_dir / PREDICTIONS / f"{case.name}{output_suffix(image.path)}")
         about = {**key, "case": case.name, "dataset": case.dataset}
-        rows.append({**about, **level_map_metrics(result.labels, reference, label.array, image.spacing)})
-        raw_rows.append({**about, **level_map_metrics(result.raw_labels, reference, label.array, image.spacing)})
+        rows.append({**about, **level_map_metrics(result.labels, label.array, image.spacing, config.label_map)})
+        raw_rows.append({**about, **level_map_metrics(result.raw_labels, label.array, image.spacing, config.label_map)})
     saved = {"epochs": last.epoch, "trained_on": last.trained_on, "max_components": max_components,
              "history": last.history, "cases": rows, "cases_without_postprocessing": raw_rows}
     write_json(saved, run_dir / EVALUATION_FILE)

@@ -22,6 +22,7 @@ from monai.metrics.utils import get_mask_edges, get_surface_distance
 
 from saunet.errors import InputError
 from saunet.imageio import case_id, is_image_file, read_volume, same_geometry
+from saunet.labels import LEVELS, LabelMap
 
 METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
 
@@ -111,11 +112,13 @@ def body_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
             "bodies_named": float(np.mean([named == value for value, _, named in scores])), "bodies": len(scores)}
 
 
-def level_map_metrics(labels: np.ndarray, reference: np.ndarray, label: np.ndarray,
-                      spacing: tuple[float, ...]) -> dict[str, float]:
-    """A level map's scores as ``saunet cv`` reports them: :func:`case_metrics` of its bodies against ``reference``
-    (the expert ``label`` in the model's classes) and :func:`body_metrics` against ``label`` itself."""
-    return {**case_metrics(labels > 0, reference > 0, spacing), **body_metrics(labels, label)}
+def level_map_metrics(labels: np.ndarray, label: np.ndarray, spacing: tuple[float, ...],
+                      label_map: LabelMap = LabelMap(tuple(LEVELS))) -> dict[str, float]:
+    """A level map's scores as ``saunet cv`` reports them: :func:`case_metrics` of its bodies and :func:`body_metrics`
+    of its levels against the expert ``label``'s bodies, the values among ``label_map``'s classes (by default the
+    level table's)."""
+    bodies = label_map.apply(label) > 0
+    return {**case_metrics(labels > 0, bodies, spacing), **body_metrics(labels, np.where(bodies, label, 0))}
 
 
 def summarise(rows: list[dict], metrics=METRICS) -> dict[str, dict[str, float]]:

@@ -32,7 +32,7 @@ from saunet.quality import (
     assess,
     fallback_triggers,
     handed_over,
-    member_disagreement,
+    member_disagreements,
     unlike_contrast,
 )
 from saunet.refinement import SHIPPED as SHIPPED_REFINER
@@ -132,7 +132,7 @@ class Segmentation:
     # the input normalised as quality control and the refiner see it (CLIP_PERCENTILES), on its grid: the network's
     # own view of it where the network normalises so (Segmenter.in_shared_units)
     intensities: np.ndarray | None = None
-    disagreement: float | None = None  # an ensemble's: quality.member_disagreement (None for one model)
+    disagreement: float | None = None  # an ensemble's: quality.member_disagreements (None for one model)
     name_disagreement: float | None = None  # the same on names alone, judged where the refiner redrew the outlines
     model: str | list[str] | None = None  # the model file, or an ensemble's files, that made it
     # the post-processed labels before the outline refiner redrew them, and the refiner's file (None: not refined)
@@ -499,7 +499,7 @@ class Segmenter:
 
     def ensemble_logits(self, volume: Volume, layout: Layout
                         ) -> tuple[np.ndarray, tuple[float, float] | None, Grid, np.ndarray]:
-        """As :meth:`network_logits`, with the members' disagreement (:func:`quality.member_disagreement`, whole and
+        """As :meth:`network_logits`, with the members' disagreement (:func:`quality.member_disagreements`, whole and
         on names alone; None for one model) second. Members after the first run on the box around the first one's bodies
         (:data:`MEMBER_MARGINS`) and take its logits outside it, so their mean is the first's logits there: only the
         box is averaged, in the first's array (a new array of a scan's logits costs more to allocate than to fill)."""
@@ -512,7 +512,7 @@ class Segmenter:
         box = body_box(first, MEMBER_MARGINS) or tuple(slice(0, size) for size in first.shape[1:])
         others = [logits_in_box(model, image, box, self.chunk_slices) for model in self.models[1:]]
         classes = averaged_in_place(first[(slice(None), *box)], others)
-        return first, (member_disagreement(*classes), member_disagreement(*classes, names_only=True)), grid, intensities
+        return first, member_disagreements(*classes), grid, intensities
 
     def decode(self, logits: np.ndarray, grid: Grid, spacing: tuple[float, ...],
                shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, ...]]:

@@ -286,20 +286,19 @@ def naming_margin(classes: np.ndarray, probabilities: np.ndarray) -> float:
     return float((chosen - max(shifted)) / larger) if larger > 0 else 0.0
 
 
-def member_disagreement(member_classes: np.ndarray, mean_classes: np.ndarray, names_only: bool = False) -> float:
+def member_disagreements(member_classes: np.ndarray, mean_classes: np.ndarray) -> tuple[float, float]:
     """The share of the voxels an ensemble's mean logits class as a body (``mean_classes``, on the network grid) where
-    some member alone would class them otherwise (another level, or background; ``member_classes``: (members, ...)),
-    or with ``names_only`` another level only: where the outline refiner redraws the bodies, their outlines are judged
-    by its agreement with the level network (:func:`outline_agreements`), and a member's background at a body's edge
-    says nothing of its name. Models trained alike agree on scans like their training scans and part where a scan is
-    unlike them; 1.0 when the ensemble finds no body."""
+    some member alone would class them otherwise (``member_classes``: (members, ...)): as another level or background,
+    and as another level only. Where the outline refiner redraws the bodies, their outlines are judged by its agreement
+    with the level network (:func:`outline_agreements`) and only the second counts: a member's background at a body's
+    edge says nothing of its name. Models trained alike agree on scans like their training scans and part where a
+    scan is unlike them; both 1.0 when the ensemble finds no body."""
     bodies = mean_classes > 0
     if not bodies.any():
-        return 1.0
+        return 1.0, 1.0
     members, mean = member_classes[:, bodies], mean_classes[bodies]
-    differ = (members != mean) & (members > 0) if names_only else members != mean
-    return float(differ.any(0).mean())
-
+    differ = members != mean
+    return float(differ.any(0).mean()), float((differ & (members > 0)).any(0).mean())
 
 
 def level_gaps(levels: np.ndarray) -> list[int]:
@@ -312,7 +311,7 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
                  margin: float | None, thresholds: Thresholds = THRESHOLDS, disagreement: float | None = None,
                  said: list[str] = (), name_disagreement: float | None = None) -> Verdict:
     """``fail``: no or almost no bodies, or confidence low throughout; ``check``: anything else QC noticed
-    (``disagreement``: an ensemble's :func:`member_disagreement`, None for one model; ``name_disagreement``: the same
+    (``disagreement``: an ensemble's :func:`member_disagreements`, None for one model; ``name_disagreement``: the same
     on names alone, judged instead where given, for refined bodies; ``said``: reasons no threshold moves, already said
     of this scan, as :func:`rejudged` keeps them). A body's flags make the scan a check as
     :meth:`BodyQuality.raises_scan` says."""

@@ -40,8 +40,8 @@ def main() -> None:
                 for name, segmenter in segmenters.items():
                     labels = segmenter.segment(image).labels
                     rows[name, kind].append({"case": case, "dataset": cases[case].dataset, "fold": fold,
-                                             **level_map_metrics(labels, segmenter.label_map.apply(label.array),
-                                                                 label.array, label.spacing)})
+                                             **level_map_metrics(labels, label.array, label.spacing,
+                                                                 segmenter.label_map)})
                 print(case, kind, {name: round(rows[name, kind][-1]["body_dice"], 3) for name in runs},
                       file=sys.stderr, flush=True)
     arguments.out.mkdir(parents=True, exist_ok=True)

@@ -64,9 +64,8 @@ def main() -> None:
                 mean = logits[names[0]].copy()
                 averaged_in_place(mean, [logits[name] for name in names[1:]])
                 labels = segmenter.label_map.values(segmenter.decode(mean, grid, image.spacing, image.array.shape)[0])
-                reference = segmenter.label_map.apply(label.array)
                 rows[ensemble].append({"case": case, "dataset": cases[case].dataset, "fold": fold,
-                                       **level_map_metrics(labels, reference, label.array, label.spacing)})
+                                       **level_map_metrics(labels, label.array, label.spacing, segmenter.label_map)})
             print(case, file=sys.stderr, flush=True)
     arguments.out.mkdir(parents=True, exist_ok=True)
     for label, saved in rows.items():

@@ -24,7 +24,6 @@ from saunet.crossval import gather_cases, saved_prediction
 from saunet.evaluation import level_map_metrics
 from saunet.experiments.reports import comparison_by_dataset
 from saunet.imageio import read_volume
-from saunet.labels import LabelMap
 from saunet.orientation import volume_layout
 
 METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
@@ -54,18 +53,16 @@ parser.add_argument("data", type=Path, nargs="+")
 parser.add_argument("--sagittal", action="store_true")
 arguments = parser.parse_args()
 after = "holes filled per sagittal slice" if arguments.sagittal else "holes filled in 3D"
-levels = LabelMap((1, 2, 3, 4, 5, 6, 7))
 rows = []
 for name, case in gather_cases(arguments.data).items():
     predicted = saved_prediction(arguments.cv, "sau-net", name)
     if not predicted:
         continue
     label = read_volume(case.label)
-    reference = levels.apply(label.array)
     before = read_volume(predicted).array
     axis = volume_layout(label).slice_axis if arguments.sagittal else None
     for model, labels in ((BEFORE, before), (after, filled(before, axis))):
         rows.append({"model": model, "case": name, "dataset": case.dataset,
-                     **level_map_metrics(labels, reference, label.array, label.spacing)})
+                     **level_map_metrics(labels, label.array, label.spacing)})
 print(f"Command: `python {' '.join(sys.argv)}`\n")
 print(comparison_by_dataset(rows, BEFORE, after, METRICS))

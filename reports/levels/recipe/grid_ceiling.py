@@ -53,7 +53,7 @@ def scored_rows(data: list[Path], models: list[Path] | None) -> list[dict]:
                 "shipped_fit": segmenter.segment(image).labels}
         for kind, labels in maps.items():
             rows.append({"case": name, "dataset": case.dataset, "kind": kind,
-                         **level_map_metrics(labels, classes, label.array, label.spacing)})
+                         **level_map_metrics(labels, label.array, label.spacing, segmenter.label_map)})
         print(name, {row["kind"]: round(row["dice"], 4) for row in rows[-2:]}, file=sys.stderr, flush=True)
     return rows
 

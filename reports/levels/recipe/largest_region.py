@@ -21,7 +21,6 @@ from saunet.crossval import gather_cases, saved_prediction
 from saunet.evaluation import level_map_metrics
 from saunet.experiments.reports import comparison_by_dataset
 from saunet.imageio import read_volume
-from saunet.labels import LabelMap
 from saunet.postprocessing import level_regions
 
 METRICS = ("dice", "hd95", "hd", "body_dice", "bodies_found", "bodies_named")
@@ -53,17 +52,15 @@ arguments = parser.parse_args()
 cv, data, within = arguments.cv, arguments.data, arguments.within
 if within:
     AFTER = f"detached regions over {within:g} mm away dropped"
-levels = LabelMap((1, 2, 3, 4, 5, 6, 7))
 rows = []
 for name, case in gather_cases(data).items():
     predicted = saved_prediction(cv, "sau-net", name)
     if not predicted:
         continue
     label = read_volume(case.label)
-    reference = levels.apply(label.array)
     before = read_volume(predicted).array
     for model, labels in ((BEFORE, before), (AFTER, largest_region_per_level(before, label.spacing, within))):
         rows.append({"model": model, "case": name, "dataset": case.dataset,
-                     **level_map_metrics(labels, reference, label.array, label.spacing)})
+                     **level_map_metrics(labels, label.array, label.spacing)})
 print(f"Command: `python {' '.join(sys.argv)}`\n")
 print(comparison_by_dataset(rows, BEFORE, AFTER, METRICS))

@@ -48,10 +48,9 @@ for split in json.loads((cv / "splits.json").read_text())["folds"]:
     segmenter = Segmenter(cv / "sau-net" / f"fold_{split['fold']}" / "checkpoint_best.pt")
     for name in split["test"]:
         image, label = read_case(cases[name])
-        reference = segmenter.label_map.apply(label.array)
         for rule, labels in decoded_both_ways(segmenter, image).items():
             rows.append({"model": rule, "case": name, "dataset": cases[name].dataset,
-                         **level_map_metrics(labels, reference, label.array, label.spacing)})
+                         **level_map_metrics(labels, label.array, label.spacing, segmenter.label_map)})
         print(name, *({k: round(row[k], 4) for k in METRICS} for row in rows[-2:]), file=sys.stderr, flush=True)
 print(f"Command: `python {' '.join(sys.argv)}`\n")
 print(comparison_by_dataset(rows, PROBABILITIES, LOGITS, METRICS))

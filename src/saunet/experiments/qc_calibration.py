@@ -42,10 +42,12 @@ CONTRASTS = ("original", "inverted", "T1-like")
 def contrasts(array: np.ndarray, kinds: tuple[str, ...] = CONTRASTS) -> dict[str, np.ndarray]:
     """The scan as it is, inverted, and T1-like (4u(1-u) of its intensities u scaled to 0..1 by percentiles), or
     those of them ``kinds`` names."""
-    low, high = np.percentile(array, (0.5, 99.5))
-    u = np.clip((array.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
-    made = {"original": lambda: array, "inverted": lambda: (1 - u) * 1000, "T1-like": lambda: 4 * u * (1 - u) * 1000}
-    return {kind: made[kind]() for kind in kinds}
+    made = {"original": array}
+    if set(kinds) - {"original"}:
+        low, high = np.percentile(array, (0.5, 99.5))
+        u = np.clip((array.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
+        made.update({"inverted": (1 - u) * 1000, "T1-like": 4 * u * (1 - u) * 1000})
+    return {kind: made[kind] for kind in kinds}
 
 
 def paired_measures(pred: np.ndarray, ref: np.ndarray, volume) -> list[dict]:
@@ -193,16 +195,14 @@ def evaluation_rows(rows: list[dict], out: Path, data: list[Path]) -> list[dict]
     """The scans as they are, each prediction in ``out/predictions`` scored as ``saunet cv`` scores a fold's
     (Dice and distances of the bodies too: :func:`~saunet.evaluation.level_map_metrics`)."""
     from saunet.imageio import read_volume
-    from saunet.labels import LEVELS
 
     cases, scored = gather_cases(data), []
     for row in rows:
         predicted = prediction_of(out, "", row["case"], ensemble=out)
         if row["contrast"] == "original" and predicted:
             label = read_volume(cases[row["case"]].label)
-            reference = np.where(np.isin(label.array, list(LEVELS)), label.array, 0)
             scored.append({"fold": row["fold"], "case": row["case"], "dataset": row["dataset"],
-                           **level_map_metrics(read_volume(predicted).array, reference, label.array, label.spacing)})
+                           **level_map_metrics(read_volume(predicted).array, label.array, label.spacing)})
     return scored
 
 
