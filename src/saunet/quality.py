@@ -418,12 +418,13 @@ def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thres
 
 def training_profile(cases: list, slice_axis: int | None = None) -> TrainingProfile:
     """The :class:`TrainingProfile` of training ``cases`` (saunet.datasets.Case), bodies from their reference masks."""
+    return profile_of([case_statistics(case, slice_axis) for case in cases], [case.dataset for case in cases])
+
+
+def case_statistics(case, slice_axis: int | None = None) -> dict:
+    """A training case's :data:`STATISTICS`, its bodies from its reference mask."""
     from saunet.datasets import read_case
     from saunet.orientation import volume_layout
 
-    statistics = []
-    for case in cases:
-        image, label = read_case(case)
-        layout = volume_layout(image, slice_axis)
-        statistics.append(scan_statistics(image.array, image.spacing, layout, label.array > 0))
-    return profile_of(statistics, [case.dataset for case in cases])
+    image, label = read_case(case)
+    return scan_statistics(image.array, image.spacing, volume_layout(image, slice_axis), label.array > 0)

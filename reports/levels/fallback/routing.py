@@ -54,15 +54,18 @@ def routed_rows(first: dict, fallback: dict) -> list[dict]:
     return rows
 
 
+def flagged(rows: list[dict]) -> list[str]:
+    """Issue 19's QC count of ``rows``: bad results flagged, good results flagged ("N of M" each)."""
+    bad = [row for row in rows if row["body_dice"] < BAD]
+    good = [row for row in rows if row["body_dice"] >= GOOD]
+    return [f"{sum(r['verdict'] != 'ok' for r in part)} of {len(part)}" for part in (bad, good)]
+
+
 def flagged_counts(rows: list[dict]) -> str:
     """Issue 19's QC count per model: bad results flagged, good results flagged."""
     lines = ["| model | bad (< 0.80) flagged | good (>= 0.92) flagged |", "|---|---|---|"]
     for model in dict.fromkeys(row["model"] for row in rows):
-        mine = [row for row in rows if row["model"] == model]
-        bad = [row for row in mine if row["body_dice"] < BAD]
-        good = [row for row in mine if row["body_dice"] >= GOOD]
-        lines.append(f"| {model} | {sum(r['verdict'] != 'ok' for r in bad)} of {len(bad)} | "
-                     f"{sum(r['verdict'] != 'ok' for r in good)} of {len(good)} |")
+        lines.append(f"| {model} | " + " | ".join(flagged([row for row in rows if row["model"] == model])) + " |")
     return "\n".join(lines)
 
 

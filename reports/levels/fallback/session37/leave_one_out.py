@@ -9,24 +9,13 @@ profile (all 52 scans) on new scans of the same protocols.
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from saunet.crossval import gather_cases
-from saunet.imageio import read_volume
-from saunet.labels import LEVELS
-from saunet.orientation import volume_layout
-from saunet.quality import INTENSITY, profile_of, scan_statistics, unfamiliar
-
-
-def expert_statistics(case) -> dict:
-    """The scan's QC statistics on its expert bodies."""
-    image, label = read_volume(case.image), read_volume(case.label)
-    return scan_statistics(image.array, image.spacing, volume_layout(image), np.isin(label.array, list(LEVELS)))
+from saunet.quality import INTENSITY, case_statistics, profile_of, unfamiliar
 
 
 def main() -> None:
     cases = gather_cases([Path(folder) for folder in sys.argv[1:]])
-    statistics = {name: expert_statistics(case) for name, case in cases.items()}
+    statistics = {name: case_statistics(case) for name, case in cases.items()}
     print(f"Command: `python {' '.join(sys.argv)}`\n")
     print("| scan | data set | " + " | ".join(k.replace("_", " ") for k in INTENSITY) + " | unlike the others |")
     print("|---|---|" + "---|" * (len(INTENSITY) + 1))

@@ -34,9 +34,7 @@ def rederived(row: dict, profile: TrainingProfile) -> dict:
 
 def summary_line(margin: float, rows: list[dict]) -> str:
     routed = [r for r in rows if r["model"] == "ensemble + fallback"]
-    bad, good = [r for r in routed if r["body_dice"] < routing.BAD], [r for r in routed if r["body_dice"] >= routing.GOOD]
-    cells = [f"{sum(r['verdict'] != 'ok' for r in part)} of {len(part)}" for part in (bad, good)]
-    cells.append(str(sum(r["handed"] for r in routed)))
+    cells = [*routing.flagged(routed), str(sum(r["handed"] for r in routed))]
     for dataset in ("lumbar-t2", "lumbar-water-fat"):
         for contrast in CONTRASTS:
             part = [r["body_dice"] for r in routed if r["dataset"] == dataset and r["contrast"] == contrast]

@@ -21,14 +21,13 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 import routing  # noqa: E402
 
 END_TO_END, ROUTED = "refined fallback, end to end", "unrefined fallback, routed (session 36)"
-HANDED = "segmented by the fallback model"
 
 
 def end_to_end_rows(folder: Path) -> list[dict]:
     """The run's scans in every contrast: scores, verdict, and whether the fallback's result was kept."""
     return [{"case": row["case"], "dataset": row["dataset"], "contrast": row["contrast"], "fold": row["fold"],
-             "model": END_TO_END, "verdict": row["verdict"], "handed": row["reasons"][:1] != []
-             and row["reasons"][0].startswith(HANDED), **{m: row[m] for m in routing.SCORES}}
+             "model": END_TO_END, "verdict": row["verdict"], "handed": "fallback_model" in row["quality"]["statistics"],
+             **{m: row[m] for m in routing.SCORES}}
             for path in sorted(folder.glob("fold_*.json")) for row in json.loads(path.read_text())]
 
 
