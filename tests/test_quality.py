@@ -8,7 +8,9 @@ from saunet.inference import averaged_in_place
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field
 from saunet.quality import (
+    INTENSITY,
     THRESHOLDS,
+    UNLIKE,
     TrainingProfile,
     assess_map,
     body_quality,
@@ -21,6 +23,7 @@ from saunet.quality import (
     rejudged,
     scan_statistics,
     scan_verdict,
+    training_profile,
     unfamiliar,
 )
 
@@ -99,17 +102,51 @@ def test_a_result_in_doubt_calls_for_the_fallback_model_and_a_sure_one_does_not(
     assert failed.verdict == "fail" and fallback_triggers(failed, False) == ["its quality control failed it"]
 
 
-def test_the_fallback_models_result_is_never_passed_off_as_ok():
+def test_the_fallback_models_result_keeps_its_own_verdict_and_says_it_was_handed_over():
     labels = column()
     bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
     second = scan_verdict(bodies, {}, TrainingProfile(), [], 0.9)
     first = scan_verdict(bodies[:2], {}, TrainingProfile(), [], 0.9)
     handed = handed_over(second, first, fallback_triggers(first, False), "curves.onnx")
-    assert second.verdict == "ok" and handed.verdict == "check"
-    said = handed.reasons[0]
+    assert second.verdict == "ok" and handed.verdict == "ok"  # judged by its own QC, as any result
+    said = handed.reasons[0]  # yet never silently: the hand-over heads the reasons
     assert said.startswith("segmented by the fallback model curves.onnx") and "2 vertebral bodies" in said
     assert handed.statistics["first_model_reasons"] == first.reasons and handed.bodies == second.bodies
     assert handed_over(first, second, ["x"], "m").verdict == "fail"
+    doubtful = scan_verdict(bodies, {}, TrainingProfile(), [], 0.05)
+    assert handed_over(doubtful, first, ["x"], "m").verdict == "check"
+
+
+def test_a_model_trained_with_contrast_curves_is_judged_against_the_contrasts_it_was_trained_for(phantom_data):
+    """An inverted scan is unlike the training scans as they are, not unlike those scans under random contrast
+    curves, which put any order of brightness on the tissues."""
+    from saunet.datasets import list_cases, read_case
+    from saunet.orientation import volume_layout
+
+    cases = list_cases(phantom_data)
+    plain, curved = training_profile(cases), training_profile(cases, contrast_curves=0.3)
+    image, label = read_case(cases[0])
+    inverted = scan_statistics(image.array.max() - image.array, image.spacing, volume_layout(image), label.array > 0)
+    assert any("body contrast" in r for r in unfamiliar(inverted, plain))
+    assert unfamiliar(inverted, curved) == []
+    for name, (low, high) in plain.ranges.items():  # the scans as they are count too; spacings stay as they were
+        widened = curved.ranges[name]
+        assert widened[0] <= low and widened[1] >= high
+        assert widened == (low, high) or name in INTENSITY
+    assert training_profile(cases, contrast_curves=0.3) == curved  # drawn with a fixed seed
+
+
+def test_a_saved_verdict_judged_against_another_profile_says_the_likeness_that_profile_gives():
+    labels = column()
+    bodies = body_quality(labels, labels, probabilities_for(labels), SPACING)
+    statistics = {"slice_spacing_mm": 4.0, "in_plane_spacing_mm": 1.0, "field_cc_mm": 200.0, "body_intensity": 1.5,
+                  "body_contrast": -0.5}
+    narrow = TrainingProfile({k: (v, v) for k, v in {**statistics, "body_intensity": 0.3}.items()})
+    saved = scan_verdict(bodies, statistics, narrow, [], 0.9).to_dict()
+    assert saved["verdict"] == "check" and saved["reasons"][0].startswith(UNLIKE)
+    assert rejudged(saved, THRESHOLDS).reasons == saved["reasons"]  # as it was said
+    wide = TrainingProfile({k: (v - 2, v + 2) for k, v in statistics.items()})
+    assert rejudged(saved, THRESHOLDS, wide).verdict == "ok"
 
 
 def test_an_inverted_image_is_unlike_its_training_scans():

@@ -238,7 +238,7 @@ def cmd_segment(args) -> None:
         write_record(target, made_by, verdict, rows if args.measure else None)
         if report is not None:
             report.add(case_id(path), volume, result, rows, verdict)
-        if verdict.verdict != "ok":  # never passed off silently
+        if verdict.reasons:  # never passed off silently, nor a result the fallback model made
             tqdm.write(f"saunet: {verdict.verdict}: {path}: " + "; ".join(verdict.reasons), file=sys.stderr)
         if args.prob:
             prob_path = target.with_name(case_name(target) + "_prob" + output_suffix(target))

@@ -63,6 +63,21 @@ def normalise_intensities(slices: np.ndarray, clip_percentiles: tuple[float, flo
     return normalised
 
 
+CURVE_KNOTS = 6  # points of a random intensity curve: a few tissues' brightness, each free
+
+
+def random_curve(values: np.ndarray, rng: np.random.Generator, knots: int = CURVE_KNOTS) -> np.ndarray:
+    """``values`` (float, any shape) through a random intensity curve: values drawn uniformly at ``knots`` evenly
+    spaced points of their range, interpolated linearly, so any order of the tissues' brightness can come out (dark
+    bodies among bright discs, as T1 shows them, or the reverse); their mean and spread (sample standard deviation)
+    kept. A global intensity non-linearity for contrasts no training scan has (as GIN, Ouyang et al., IEEE TMI 2023)."""
+    low, high = float(values.min()), float(values.max())
+    unit = (values - low) / max(high - low, 1e-6)
+    curved = np.interp(unit, np.linspace(0.0, 1.0, knots), rng.uniform(0.0, 1.0, knots))
+    curved = (curved - curved.mean()) / max(float(curved.std(ddof=1)), 1e-6)
+    return (curved * float(values.std(ddof=1)) + float(values.mean())).astype(values.dtype)
+
+
 def area_weights(size_in: int, size_out: int) -> np.ndarray:
     """(size_out, size_in) matrix averaging the input cells each output cell covers (PyTorch's 'area')."""
     weights = np.zeros((size_out, size_in), dtype=np.float32)

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from saunet.labels import LEVELS
 from saunet.orientation import Layout
 from saunet.postprocessing import cut_by_field, label_components, present_values
-from saunet.preprocessing import normalise_intensities
+from saunet.preprocessing import normalise_intensities, random_curve
 
 CLIP_PERCENTILES = (0.5, 99.5)  # the intensity statistics' units: those of models that normalise as the shipped one
 SHELL_MM = 5.0  # the surroundings of the bodies whose intensity the bodies are compared with
@@ -27,6 +27,9 @@ SPACING_FACTOR = 1.5  # spacings up to this factor outside the trained range are
 # Slices up to this factor thicker than the thickest trained are familiar: the CV models scored the same on their
 # test scans thinned to 4 mm (2x lumbar-t2's, 4x water-fat's spacing) as on the scans as they are (reports/levels).
 THICKER_SLICES_FACTOR = 2.5
+# A model trained with random contrast curves (TrainConfig.contrast_curves) is judged against its training scans
+# under this many curves each (training_profile).
+CURVE_DRAWS, CURVE_SEED = 20, 0
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,25 @@ def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layou
     if not bodies.any():
         return {**stats, "body_intensity": float("nan"), "body_contrast": float("nan")}
     image = normalise_intensities(array, CLIP_PERCENTILES) if normalised is None else normalised
+    return {**stats, **body_intensities(image, bodies, *surroundings(bodies, spacing))}
+
+
+def surroundings(bodies: np.ndarray, spacing: tuple[float, ...]) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The box around the (non-empty) ``bodies`` grown by ``SHELL_MM``, and the shell of that width around them
+    in it."""
     radius = [max(1, int(round(SHELL_MM / s))) for s in spacing]
     occupied = np.argwhere(bodies)
     box = tuple(slice(max(int(lo) - r, 0), int(hi) + r + 1) for lo, hi, r in zip(occupied.min(0), occupied.max(0), radius))
     near = bodies[box].astype(np.uint8)  # the dilation needs only the bodies' neighbourhood
     grown = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(near), radius[::-1])) > 0
+    return box, grown & ~bodies[box]
+
+
+def body_intensities(image: np.ndarray, bodies: np.ndarray, box: tuple[slice, ...], shell: np.ndarray) -> dict:
+    """The :data:`INTENSITY` statistics of ``image``: the bodies' median, and it less their ``shell``'s (in ``box``)."""
     inside = float(np.median(image[bodies]))
-    shell = image[box][grown & ~bodies[box]]
-    return {**stats, "body_intensity": inside, "body_contrast": inside - float(np.median(shell)) if shell.size else 0.0}
+    around = image[box][shell]
+    return {"body_intensity": inside, "body_contrast": inside - float(np.median(around)) if around.size else 0.0}
 
 
 def ranges_of(statistics: list[dict], names: tuple[str, ...]) -> dict:
@@ -341,10 +355,11 @@ def scan_verdict(bodies: list[BodyQuality], statistics: dict, profile: TrainingP
                    {**statistics, "naming_margin": margin, "member_disagreement": disagreement, **judged})
 
 
-def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
+def rejudged(saved: dict, thresholds: Thresholds, profile: TrainingProfile | None = None) -> Verdict:
     """A saved verdict (:meth:`Verdict.to_dict`) judged again with other ``thresholds``, no model run: each body's
     flags from its saved confidence, votes and volume, the scan's from its saved naming margin and members'
-    disagreement; what no threshold moves (an image unlike the training scans, a gap in the levels) as it was said."""
+    disagreement; what no threshold moves (an image unlike the training scans, a gap in the levels) as it was said,
+    or, given another training ``profile``, the image's likeness judged against that one."""
     ratios = volume_ratios([b["volume_cm3"] for b in saved["bodies"]])
     outlines = [float("nan") if b.get("outline_agreement") is None else b["outline_agreement"]  # JSON's null: nan
                 for b in saved["bodies"]]
@@ -353,9 +368,9 @@ def rejudged(saved: dict, thresholds: Thresholds) -> Verdict:
                                      not b["cut_by_field"], thresholds, outline), b["cut_by_field"], outline)
               for b, ratio, outline in zip(saved["bodies"], ratios, outlines)]
     statistics = saved["statistics"]
-    return scan_verdict(bodies, statistics, TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
-                        statistics.get("member_disagreement"), [r for r in saved["reasons"] if r.startswith((UNLIKE, GAP))],
-                        statistics.get("member_name_disagreement"))
+    said = [r for r in saved["reasons"] if r.startswith(GAP) or (profile is None and r.startswith(UNLIKE))]
+    return scan_verdict(bodies, statistics, profile or TrainingProfile(), [], statistics.get("naming_margin"), thresholds,
+                        statistics.get("member_disagreement"), said, statistics.get("member_name_disagreement"))
 
 
 def unlike_contrast(statistics: dict, profile: TrainingProfile) -> bool:
@@ -377,10 +392,11 @@ def fallback_triggers(verdict: Verdict, contrast_unlike: bool, thresholds: Thres
 
 
 def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: str) -> Verdict:
-    """The fallback ``model``'s ``verdict`` on its own result, said to be that: at least ``check``, why the first
-    model's result (QC'd ``first``) was not kept (its ``triggers``), and that result's reasons among the statistics."""
+    """The fallback ``model``'s ``verdict`` on its own result (judged against the contrasts it was trained for, its
+    training profile), said to be that: why the first model's result (QC'd ``first``) was not kept (its
+    ``triggers``) heads the reasons whatever the verdict, and that result's reasons go among the statistics."""
     said = f"segmented by the fallback model {model}, as the first model's result was in doubt: " + "; ".join(triggers)
-    return Verdict("fail" if verdict.verdict == "fail" else "check", [said, *verdict.reasons], verdict.bodies,
+    return Verdict(verdict.verdict, [said, *verdict.reasons], verdict.bodies,
                    {**verdict.statistics, "fallback_model": model, "first_model_reasons": first.reasons})
 
 
@@ -416,15 +432,37 @@ def assess_map(levels: np.ndarray, spacing: tuple[float, ...], thresholds: Thres
     return scan_verdict(quality, {}, TrainingProfile(), level_gaps(levels), None, thresholds)
 
 
-def training_profile(cases: list, slice_axis: int | None = None) -> TrainingProfile:
-    """The :class:`TrainingProfile` of training ``cases`` (saunet.datasets.Case), bodies from their reference masks."""
-    return profile_of([case_statistics(case, slice_axis) for case in cases], [case.dataset for case in cases])
+def training_profile(cases: list, slice_axis: int | None = None, contrast_curves: float = 0.0) -> TrainingProfile:
+    """The :class:`TrainingProfile` of training ``cases`` (saunet.datasets.Case), bodies from their reference masks.
+    ``contrast_curves``: the share of stacks the model was trained with through random intensity curves
+    (TrainConfig.contrast_curves); where not 0, the intensity ranges are those of the scans as they are and under
+    :data:`CURVE_DRAWS` curves each, drawn with a fixed seed: the contrasts such a model was trained for."""
+    rng = np.random.default_rng(CURVE_SEED)
+    statistics, data_sets = [], []
+    for case in cases:
+        drawn = drawn_statistics(case, slice_axis, CURVE_DRAWS if contrast_curves else 0, rng)
+        statistics += drawn
+        data_sets += [case.dataset] * len(drawn)
+    return profile_of(statistics, data_sets)
 
 
 def case_statistics(case, slice_axis: int | None = None) -> dict:
     """A training case's :data:`STATISTICS`, its bodies from its reference mask."""
+    return drawn_statistics(case, slice_axis)[0]
+
+
+def drawn_statistics(case, slice_axis: int | None = None, curves: int = 0,
+                     rng: np.random.Generator | None = None) -> list[dict]:
+    """A training case's :data:`STATISTICS` as it is, then with its intensities through each of ``curves`` random
+    curves (:func:`saunet.preprocessing.random_curve`, drawn from ``rng``) as training with contrast curves shows it."""
     from saunet.datasets import read_case
     from saunet.orientation import volume_layout
 
     image, label = read_case(case)
-    return scan_statistics(image.array, image.spacing, volume_layout(image, slice_axis), label.array > 0)
+    bodies = label.array > 0
+    statistics = scan_statistics(image.array, image.spacing, volume_layout(image, slice_axis), bodies)
+    if not curves or not bodies.any():
+        return [statistics]
+    normalised, around = normalise_intensities(image.array, CLIP_PERCENTILES), surroundings(bodies, image.spacing)
+    return [statistics] + [{**statistics, **body_intensities(random_curve(normalised, rng), bodies, *around)}
+                           for _ in range(curves)]

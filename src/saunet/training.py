@@ -29,10 +29,8 @@ from saunet.labels import LabelMap
 from saunet.models import create, full_arguments
 from saunet.orientation import volume_layout
 from saunet.postprocessing import PostprocessingSettings, label_components
-from saunet.preprocessing import Preprocessor
+from saunet.preprocessing import CURVE_KNOTS, Preprocessor, random_curve
 from saunet.quality import TrainingProfile, training_profile
-
-CURVE_KNOTS = 6  # points of a random intensity curve (remap_contrast): a few tissues' brightness, each free
 
 
 @dataclass
@@ -323,21 +321,12 @@ def vary_appearance(images: torch.Tensor, rng: np.random.Generator, transforms=N
 
 
 def remap_contrast(images: torch.Tensor, rng: np.random.Generator, share: float, knots: int = CURVE_KNOTS) -> torch.Tensor:
-    """(B, 1, S, P, P) normalised stacks -> the same with ``share`` of them (drawn per stack) passed through a random
-    intensity curve: values drawn uniformly at ``knots`` evenly spaced points of the stack's intensity range,
-    interpolated linearly, so any order of the tissues' brightness can come out (dark bodies among bright discs,
-    as T1 shows them, or the reverse), the stack's mean and spread kept. The body must then be told by its shape
-    and edges, not its brightness: a global intensity non-linearity for contrasts no training scan has (as GIN,
-    Ouyang et al., IEEE TMI 2023, for single-source domain generalisation)."""
+    """(B, 1, S, P, P) normalised stacks -> the same with ``share`` of them (drawn per stack) passed through a
+    :func:`~saunet.preprocessing.random_curve`: the body must then be told by its shape and edges, not its brightness."""
     varied = images.clone()
     for i in np.flatnonzero(rng.random(len(images)) < share):
-        stack = images[i].float()
-        low, high = stack.min(), stack.max()
-        unit = ((stack - low) / (high - low).clamp_min(1e-6)).cpu().numpy()
-        curve = np.interp(unit, np.linspace(0.0, 1.0, knots), rng.uniform(0.0, 1.0, knots))
-        curved = torch.as_tensor(curve, dtype=stack.dtype, device=stack.device)
-        curved = (curved - curved.mean()) / curved.std().clamp_min(1e-6)
-        varied[i] = (curved * stack.std() + stack.mean()).to(images.dtype)
+        stack = images[i].float().cpu().numpy()
+        varied[i] = torch.as_tensor(random_curve(stack, rng, knots)).to(device=images.device, dtype=images.dtype)
     return varied
 
 
@@ -530,7 +519,8 @@ def set_up(config: TrainConfig, train_cases: list[Case], val_cases: list[Case], 
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     model = training_form(create(config.model, **model_kwargs).to(device), config.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    checkpoint = new_record(config, model_kwargs, train_data, device, training_profile(train_cases, config.slice_axis))
+    profile = training_profile(train_cases, config.slice_axis, config.contrast_curves)
+    checkpoint = new_record(config, model_kwargs, train_data, device, profile)
     average = weight_average(model, config.ema)
     last_path = out_dir / "checkpoint_last.pt"
     if resume and last_path.exists():

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from saunet.checkpoints import Checkpoint
 from saunet.crossval import PREDICTIONS, finished_folds, fold_checkpoints, gather_cases, saved_prediction
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, level_map_metrics
@@ -136,9 +137,11 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     from saunet.inference import Segmenter
 
     segmenter = Segmenter(checkpoints, fallback=list(fallback) or False, refine=refiner, fallback_refine=fallback_refiner)
-    segmenter.training_profile = training_profile([cases[name] for name in split["train"]], segmenter.slice_axis)
+    trained = [cases[name] for name in split["train"]]
+    segmenter.training_profile = training_profile(trained, segmenter.slice_axis)
     if fallback:
-        segmenter.fallback().training_profile = segmenter.training_profile
+        curves = Checkpoint.load(fallback[0]).config.get("contrast_curves", 0.0)  # as training recorded it
+        segmenter.fallback().training_profile = training_profile(trained, segmenter.slice_axis, curves)
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
