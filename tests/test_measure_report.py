@@ -111,3 +111,15 @@ def test_report_renders_in_headless_chromium(report, name):
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10  # something drawn, not a blank page
+
+
+def test_the_cohort_summary_counts_the_scans_the_fallback_segmented_whatever_their_verdict():
+    from saunet.quality import TrainingProfile, Verdict, handed_over, scan_verdict
+    from saunet.report import Entry, cohort_summary
+
+    empty = scan_verdict([], {}, TrainingProfile(), [], None)
+    handed = handed_over(Verdict("ok", [], [], {}), empty, ["its quality control failed it"], "curves.onnx")
+    entries = [Entry("a", empty, None), Entry("b", handed, None), Entry("c", empty, None)]
+    assert handed.verdict == "ok"
+    assert cohort_summary(entries) == "3 scans: 2 fail, 0 check, 1 ok; 1 segmented by the fallback model."
+    assert cohort_summary(entries[::2]) == "2 scans: 2 fail, 0 check, 0 ok."

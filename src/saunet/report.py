@@ -204,10 +204,16 @@ class Report:
             for e in entries)
         table = ('<table class="sortable" id="cohort"><thead><tr><th>scan</th><th>verdict</th><th>bodies</th>'
                  f"<th>reasons</th></tr></thead><tbody>{rows}</tbody></table>")
-        counts = ", ".join(f"{sum(e.verdict.verdict == v for e in entries)} {v}" for v in ORDER)
-        body = (f"<h1>saunet cohort report</h1><p>{len(entries)} scans: {counts}.</p>{table}"
+        body = (f"<h1>saunet cohort report</h1><p>{html.escape(cohort_summary(entries))}</p>{table}"
                 f"{cohort_figure(self.entries)}<p>Command: <code>{html.escape(self.command)}</code></p>")
         return write_text(page("saunet cohort report", body), self.folder / "index.html")
+
+
+def cohort_summary(entries: list[Entry]) -> str:
+    """How many scans got each verdict, and how many the fallback model segmented (whatever their verdict)."""
+    counts = ", ".join(f"{sum(e.verdict.verdict == v for e in entries)} {v}" for v in ORDER)
+    handed = sum("fallback_model" in e.verdict.statistics for e in entries)
+    return f"{len(entries)} scans: {counts}" + (f"; {handed} segmented by the fallback model." if handed else ".")
 
 
 def cohort_figure(entries: list[Entry]) -> str:
