@@ -123,3 +123,16 @@ def test_the_cohort_summary_counts_the_scans_the_fallback_segmented_whatever_the
     assert handed.verdict == "ok"
     assert cohort_summary(entries) == "3 scans: 2 fail, 0 check, 1 ok; 1 segmented by the fallback model."
     assert cohort_summary(entries[::2]) == "2 scans: 2 fail, 0 check, 0 ok."
+
+
+def test_the_quality_table_shows_each_bodys_outline_agreement_where_the_refiner_ran():
+    from saunet.quality import BodyQuality, TrainingProfile, scan_verdict
+    from saunet.report import quality_table
+
+    refined = BodyQuality(3, "L1", 0.9, 0.95, 30.0, [], outline_agreement=0.871)
+    unrefined = BodyQuality(4, "L2", 0.9, 0.95, 31.0, [])
+    table = quality_table(scan_verdict([refined, unrefined], {}, TrainingProfile(), [], None))
+    rows = table.split("<tr>")[2:]
+    assert "<td>0.871</td><td>30</td>" in rows[0]  # the agreement, then the network's volume
+    assert "<td>0.95</td><td></td><td>31</td>" in rows[1]  # not refined: no agreement to show
+    assert "outline agreement" in table and "network's volume" in table

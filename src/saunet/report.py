@@ -138,12 +138,16 @@ def measurement_table(rows: list[LevelMeasures]) -> str:
 
 
 def quality_table(verdict: Verdict) -> str:
-    head = "<tr><th>level</th><th>confidence</th><th>level agreement</th><th>volume (cm³)</th><th>verdict</th>" \
-           "<th>why</th></tr>"
+    """Each body's QC signals; its volume is the level network's outline's, which QC judges (the measurements are of
+    the written, refined outline), and the outline agreement that outline's with the refiner's (blank: not refined)."""
+    head = ("<tr><th>level</th><th>confidence</th><th>level agreement</th><th>outline agreement</th>"
+            "<th>network's volume (cm³)</th><th>verdict</th><th>why</th></tr>")
     body = "".join(f"<tr><td>{html.escape(b.name)}</td><td>{cell(b.confidence)}</td><td>{cell(b.level_agreement)}</td>"
-                   f"<td>{cell(b.volume_cm3)}</td><td>{b.verdict}</td>"
+                   f"<td>{cell(b.outline_agreement)}</td><td>{cell(b.volume_cm3)}</td><td>{b.verdict}</td>"
                    f"<td class='text'>{html.escape('; '.join(b.remarks))}</td></tr>" for b in verdict.bodies)
-    return f'<table class="sortable"><thead>{head}</thead><tbody>{body}</tbody></table>'
+    note = ("<p>Quality control judges the level network's own outline of each body; the measurements above are of "
+            "the outline written, redrawn by the outline refiner where one ran.</p>")
+    return f'<table class="sortable"><thead>{head}</thead><tbody>{body}</tbody></table>{note}'
 
 
 def verdict_block(verdict: Verdict) -> str:
