@@ -348,7 +348,8 @@ def test_cross_site_scores_every_scan_of_the_given_sets_at_its_own_and_at_thick_
     assert "python -m saunet.experiments.cross_site --cv" in report and f"| {name} (~4 mm) | 6 |" in report
 
 
-def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_and_judges_them_again(phantom_data, tmp_path):
+def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_and_judges_them_again(phantom_data, tmp_path,
+                                                                                                  monkeypatch):
     import shutil
 
     from saunet.experiments import qc_calibration
@@ -387,6 +388,20 @@ def test_qc_calibration_of_an_ensemble_judges_and_measures_its_own_predictions_a
     assert handed and all(r["verdict"] != "ok" for r in handed)  # one-epoch models: many results in doubt
     assert all(r["quality"]["statistics"]["member_disagreement"] is None for r in rows)  # seed 0 alone, then seed 1
     assert sorted(p.name.split(".")[0] for p in (tmp_path / "qc-fallback" / "predictions").iterdir()) == sorted(tested)
+    from saunet.datasets import list_cases, read_case
+    from saunet.experiments import thick_slices
+    from saunet.orientation import volume_layout
+
+    image, label = read_case(next(c for c in list_cases(phantom_data) if c.name == tested[0]))
+    monkeypatch.setattr(thick_slices, "TARGET_MM", 2 * image.spacing[volume_layout(image).slice_axis])  # every 2nd
+    qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--fallback", str(tmp_path / "seed1"), "--data",
+                         str(phantom_data), "--epochs", "1", "--out", str(tmp_path / "qc-thick"), "--contrast", "thick"])
+    thick = {r["case"]: r for r in json.loads((tmp_path / "qc-thick" / "qc_cases.json").read_text())}
+    assert {r["contrast"] for r in thick.values()} == {"thick"} and sorted(thick) == sorted(tested)
+    thin_image, thin_label, slice_mm = thick_slices.thick_copies(image, label)
+    assert thin_image.array.shape != image.array.shape
+    assert thick[tested[0]]["quality"]["statistics"]["slice_spacing_mm"] == pytest.approx(slice_mm)  # the thinned scan
+    assert thick[tested[0]]["bodies"] == len(np.unique(thin_label.array[thin_label.array > 0]))  # and its thinned mask
     with pytest.raises(SystemExit) as refused:
         qc_calibration.main(["--cv", str(tmp_path / "seed0"), "--data", str(phantom_data), "--out", str(tmp_path / "qc"),
                              "--threshold", "courage=1"])

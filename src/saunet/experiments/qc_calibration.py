@@ -133,6 +133,7 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     first model's and the fallback's results, or False for none) and judged
     against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the code
     that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
+    from saunet.experiments.thick_slices import scan_variant  # which imports this module
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
 
@@ -145,14 +146,14 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
-        for kind, array in contrasts(image.array, kinds).items():
-            image.array = array
-            result, verdict = segmenter.segment_checked(image)
+        for kind in kinds:
+            variant, reference = scan_variant(image, label, kind)
+            result, verdict = segmenter.segment_checked(variant)
             if out is not None and kind == "original":
-                write_like(result.labels, image, out / PREDICTIONS / f"{name}{output_suffix(image.path)}")
+                write_like(result.labels, variant, out / PREDICTIONS / f"{name}{output_suffix(image.path)}")
             row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
                    "verdict": verdict.verdict, "reasons": verdict.reasons, "quality": verdict.to_dict(),
-                   **body_metrics(result.labels, label.array)}
+                   **body_metrics(result.labels, reference.array)}
             rows.append(row)
     return rows
 
@@ -213,7 +214,7 @@ def flagged_table(rows: list[dict]) -> str:
     """Per contrast and data set: scans segmented badly / well, and how many of each QC flagged."""
     lines = ["| contrast | data set | scans | body-wise Dice < 0.80 | of them flagged | body-wise Dice >= 0.92 | of them "
              "flagged | ok / check / fail |", "|---|---|---|---|---|---|---|---|"]
-    for kind in ("original", "inverted", "T1-like"):
+    for kind in dict.fromkeys(r["contrast"] for r in rows):
         for dataset in sorted({r["dataset"] for r in rows}):
             part = [r for r in rows if r["contrast"] == kind and r["dataset"] == dataset]
             bad = [r for r in part if not r["body_dice"] >= BAD]
@@ -311,6 +312,8 @@ def rejudge(rows: list[dict], thresholds: Thresholds) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from saunet.experiments.thick_slices import VARIANTS  # which imports this module
+
     parser = fold_parser(__doc__.splitlines()[0])
     parser.add_argument("--threshold", action="append", default=[], type=threshold_setting, metavar="NAME=VALUE",
                         help="judge the verdicts again with this QC threshold (saunet.quality.Thresholds; a pair as "
@@ -318,8 +321,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fallback", action="append", default=[], type=Path, metavar="CV",
                         help="a CV folder of the same folds whose model takes over where QC calls for it, as the "
                              "shipped fallback does in saunet segment; repeat for an ensemble as the fallback")
-    parser.add_argument("--contrast", action="append", choices=CONTRASTS, dest="kinds",
-                        help="segment the scans only in this contrast (repeat for more; default: all three)")
+    parser.add_argument("--contrast", action="append", choices=VARIANTS, dest="kinds",
+                        help="segment the scans only in this contrast, or ('thick') with every k-th slice kept, about "
+                             "4 mm apart, their expert masks alike (repeat for more; default: the three contrasts)")
     parser.add_argument("--refine", action="store_true",
                         help="each fold's outline refiner redraws its results, as the shipped one does in saunet "
                              "segment: refiner.onnx in the fold's folder (saunet train-refiner --splits --fold)")
