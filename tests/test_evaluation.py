@@ -170,3 +170,27 @@ def test_a_neighbour_grazing_a_body_counts_for_its_own_body_only():
     pred[0, 11, 0] = 4  # predicted L2 reaches one voxel into L1 across the disc
     scores = body_metrics(pred, ref)
     assert scores["body_dice"] > 0.9  # L1 is not scored against the whole predicted L2
+
+
+def test_evaluate_leaves_out_the_references_labels_that_are_not_vertebral_bodies(tmp_path):
+    ref = np.zeros((4, 40, 10), np.uint8)
+    ref[:, 2:8] = 6  # L4
+    ref[:, 12:18] = 7  # L5
+    ref[:, 22:30] = 8  # the sacrum, which a user's reference may label and the prediction leaves out
+    ref[:, 9:11] = 201  # a disc
+    pred = np.where(ref <= 7, ref, 0).astype(np.uint8)
+    write_image(ref, tmp_path / "ref" / "case.nii.gz")
+    write_image(pred, tmp_path / "pred" / "case.nii.gz")
+    command = [sys.executable, "-m", "saunet.cli", "evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref",
+               "--per-body"]
+    every = subprocess.run([*command, "--csv", tmp_path / "every.csv"], capture_output=True, text=True)
+    bodies = subprocess.run([*command, "--csv", tmp_path / "bodies.csv", "--ref-labels", "1-7"], capture_output=True,
+                            text=True)
+    assert every.returncode == 0 and bodies.returncode == 0, every.stderr + bodies.stderr
+    every, bodies = (next(csv.DictReader(open(tmp_path / f"{n}.csv", encoding="utf-8"))) for n in ("every", "bodies"))
+    assert int(every["bodies"]) == 4 and float(every["bodies_found"]) == pytest.approx(0.5)  # sacrum, disc "missed"
+    assert int(bodies["bodies"]) == 2 and float(bodies["bodies_found"]) == 1.0
+    assert float(bodies["dice"]) == 1.0 and float(every["dice"]) < 1.0
+    refused = subprocess.run([*command, "--csv", tmp_path / "x.csv", "--ref-labels", "1-x"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "--ref-labels" in refused.stderr and not (tmp_path / "x.csv").exists()

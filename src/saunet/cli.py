@@ -285,12 +285,24 @@ def cmd_measure(args) -> None:
     print(f"wrote {paths['csv']} and {paths['json']} ({len(COLUMNS)} columns, units in their names)")
 
 
+def label_values(text: str) -> tuple[int, ...]:
+    """``1-7`` or ``1,2,3`` (or both, ``1-5,8``) -> the label values, for argparse."""
+    try:
+        values = [v for part in text.split(",") for v in
+                  (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not label values such as 1-7 or 1,2,3") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: label values are integers from 1")
+    return tuple(sorted(set(values)))
+
+
 def cmd_evaluate(args) -> None:
     from saunet.evaluation import BODY_METRICS, METRICS, evaluate_folders, summarise
     from saunet.experiments.reports import metrics_table
     from saunet.files import write_csv, write_json, write_text
 
-    rows = evaluate_folders(Path(args.pred), Path(args.ref), per_body=args.per_body)
+    rows = evaluate_folders(Path(args.pred), Path(args.ref), per_body=args.per_body, ref_labels=args.ref_labels)
     metrics = [*METRICS, *BODY_METRICS] if args.per_body else list(METRICS)
     write_csv(rows, Path(args.csv), ["case", *metrics, *(["bodies"] if args.per_body else [])])
     summary = summarise(rows, metrics)
@@ -445,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-body", action="store_true",
                    help="also body-wise scores: each reference body (label value) against the predicted components "
                         "that overlap it; predictions at unannotated levels do not count")
+    p.add_argument("--ref-labels", type=label_values, metavar="VALUES",
+                   help="the reference's values that are vertebral bodies, e.g. 1-7 or 18,19,20 (default: every value "
+                        "> 0); its other labels (a sacrum, discs, the spinal canal) are left out of every score")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model",

@@ -147,19 +147,23 @@ def pair_folders(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def evaluate_pair(pred_path: Path, ref_path: Path, classes: list[int] | None = None,
-                  per_body: bool = False) -> dict[str, float]:
+                  per_body: bool = False, ref_labels: tuple[int, ...] | None = None) -> dict[str, float]:
+    """Scores of a predicted label map against its reference (same grid); ``ref_labels``: the reference's values
+    that are vertebral bodies (None: every value > 0), its other values (a sacrum, discs, the canal) left out."""
     pred, ref = read_volume(pred_path), read_volume(ref_path)
     mismatch = same_geometry(pred, ref)
     if mismatch:
         raise InputError(pred_path, f"geometry differs from the reference {ref_path.name}: {mismatch}")
-    row = label_metrics(pred.array, ref.array, ref.spacing, classes)
-    return {**row, **body_metrics(pred.array, ref.array)} if per_body else row
+    reference = ref.array if ref_labels is None else np.where(np.isin(ref.array, ref_labels), ref.array, 0)
+    row = label_metrics(pred.array, reference, ref.spacing, classes)
+    return {**row, **body_metrics(pred.array, reference)} if per_body else row
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, progress: bool = True, per_body: bool = False) -> list[dict]:
+def evaluate_folders(pred_dir: Path, ref_dir: Path, progress: bool = True, per_body: bool = False,
+                     ref_labels: tuple[int, ...] | None = None) -> list[dict]:
     from tqdm import tqdm
 
     rows = []
     for name, pred, ref in tqdm(pair_folders(pred_dir, ref_dir), desc="evaluating", disable=None if progress else True):
-        rows.append({"case": name, **evaluate_pair(pred, ref, per_body=per_body)})
+        rows.append({"case": name, **evaluate_pair(pred, ref, per_body=per_body, ref_labels=ref_labels)})
     return rows
