@@ -127,19 +127,19 @@ def profile_of(statistics: list[dict], data_sets: list[str] | None = None) -> Tr
     return TrainingProfile(ranges_of(statistics, STATISTICS), by_set if len(sets) > 1 else {})
 
 
-def outside(value: float, low: float, high: float) -> bool:
-    """Beyond the range widened by :data:`RANGE_MARGIN` of its width on each side."""
-    margin = RANGE_MARGIN * (high - low)
-    return value > high + margin or value < low - margin
+def outside(value: float, low: float, high: float, margin: float = RANGE_MARGIN) -> bool:
+    """Beyond the range widened by ``margin`` of its width on each side."""
+    widening = margin * (high - low)
+    return value > high + widening or value < low - widening
 
 
-def unlike_every_set(statistics: dict, data_sets: dict) -> list[str]:
+def unlike_every_set(statistics: dict, data_sets: dict, margin: float = RANGE_MARGIN) -> list[str]:
     """A reason when the scan's intensity statistics lie outside the ranges of each training data set (for one
     statistic or another), though perhaps inside their union; none when one set's ranges hold them all."""
     values = {k: statistics.get(k, float("nan")) for k in INTENSITY}
     if not data_sets or not all(np.isfinite(v) for v in values.values()):
         return []
-    if any(not any(outside(values[k], *r[k]) for k in INTENSITY) for r in data_sets.values()):
+    if any(not any(outside(values[k], *r[k], margin) for k in INTENSITY) for r in data_sets.values()):
         return []
     seen = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', ' ')} {lo:.2f} to {hi:.2f}" for k, (lo, hi) in r.items())
                      for name, r in data_sets.items())
@@ -147,9 +147,9 @@ def unlike_every_set(statistics: dict, data_sets: dict) -> list[str]:
     return [f"{shown}: like no training data set ({seen})"]
 
 
-def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
-    """Reasons the scan is unlike the training scans, one per statistic outside the trained range, and one when
-    its intensities match no training data set (:func:`unlike_every_set`)."""
+def unfamiliar(statistics: dict, profile: TrainingProfile, margin: float = RANGE_MARGIN) -> list[str]:
+    """Reasons the scan is unlike the training scans, one per statistic outside the trained range (widened by
+    ``margin`` of its width), and one when its intensities match no training data set (:func:`unlike_every_set`)."""
     reasons, beyond_union = [], set()
     for name, (low, high) in profile.ranges.items():
         value = statistics.get(name, float("nan"))
@@ -159,12 +159,12 @@ def unfamiliar(statistics: dict, profile: TrainingProfile) -> list[str]:
             thicker = THICKER_SLICES_FACTOR if name == "slice_spacing_mm" else SPACING_FACTOR
             beyond = value > high * thicker or value < low / SPACING_FACTOR
         else:
-            beyond = outside(value, low, high)
+            beyond = outside(value, low, high, margin)
         if beyond:
             beyond_union.add(name)
             reasons.append(f"{name.replace('_', ' ')} {value:.2f} outside the trained range {low:.2f}-{high:.2f}")
     if not beyond_union & set(INTENSITY):  # outside the union already says it
-        reasons += unlike_every_set(statistics, profile.data_sets)
+        reasons += unlike_every_set(statistics, profile.data_sets, margin)
     return reasons
 
 

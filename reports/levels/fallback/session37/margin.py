@@ -1,6 +1,7 @@
 """The whole path's QC counts and accuracy (as routing.py counts them) with the "image unlike the training scans"
 reasons derived again from each saved result's statistics and its fold model's training profile, at several
-widenings of the trained ranges (``quality.RANGE_MARGIN``; 0.25 ships and must give routing-gpu-pair.md back).
+widenings of the trained ranges (``unfamiliar``'s margin; 0.25, ``quality.RANGE_MARGIN``, ships and must give
+routing-gpu-pair.md back).
 
     python reports/levels/fallback/session37/margin.py reports/qc/gpu-pair-three-folds/names reports/qc/curves-ensemble \
         runs/gpu-g16 > reports/levels/fallback/session37/margin.md
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-import saunet.quality as quality
 from saunet.checkpoints import Checkpoint
 from saunet.experiments.qc_calibration import CONTRASTS
 from saunet.quality import UNLIKE, TrainingProfile, unfamiliar
@@ -24,11 +24,12 @@ import routing  # noqa: E402
 MARGINS = (0.25, 0.5, 0.75, 1.0)
 
 
-def rederived(row: dict, profile: TrainingProfile) -> dict:
-    """``row`` with its "unlike" reasons derived again from its statistics at today's ``quality.RANGE_MARGIN``."""
+def rederived(row: dict, profile: TrainingProfile, margin: float) -> dict:
+    """``row`` with its "unlike" reasons derived again from its statistics at ``margin``."""
     saved = row["quality"]
     statistics = {k: float("nan") if v is None else v for k, v in saved["statistics"].items()}  # JSON's null: nan
-    reasons = [r for r in saved["reasons"] if not r.startswith(UNLIKE)] + [UNLIKE + r for r in unfamiliar(statistics, profile)]
+    kept = [r for r in saved["reasons"] if not r.startswith(UNLIKE)]
+    reasons = kept + [UNLIKE + r for r in unfamiliar(statistics, profile, margin)]
     return {**row, "quality": {**saved, "reasons": reasons}}
 
 
@@ -47,15 +48,12 @@ def main() -> None:
     first, fallback = routing.qc_rows(first_folder), routing.qc_rows(fallback_folder)
     profiles = {fold: TrainingProfile.from_dict(Checkpoint.load(cv / "sau-net" / f"fold_{fold}" / "checkpoint_best.pt")
                                                 .training_profile) for fold in {row["fold"] for row in first.values()}}
-    shipped = quality.RANGE_MARGIN
     print(f"Command: `python {' '.join(sys.argv)}`\n")
     print("| margin | bad (< 0.80) flagged | good (>= 0.92) flagged | handed to the fallback | "
           + " | ".join(f"{d} {c} body-wise (%)" for d in ("lumbar-t2", "water-fat") for c in CONTRASTS) + " |")
     print("|" + "---|" * 10)
     for margin in MARGINS:
-        quality.RANGE_MARGIN = margin
-        mine = {key: rederived(row, profiles[row["fold"]]) for key, row in first.items()}
-        quality.RANGE_MARGIN = shipped
+        mine = {key: rederived(row, profiles[row["fold"]], margin) for key, row in first.items()}
         print(summary_line(margin, routing.routed_rows(mine, fallback)))
 
 
