@@ -311,6 +311,12 @@ def test_contrast_transforms_invert_and_darken_the_brightest():
     assert made["inverted"][0, 0, 0] > made["inverted"][-1, -1, -1]
     t1 = made["T1-like"]
     assert t1[5, 0, 0] > t1[0, 0, 0] and t1[5, 0, 0] > t1[-1, -1, -1]  # mid-grey brightest, fluid dark
+    held_out = contrasts(ramp, ("dark-squared", "valley"))
+    assert list(held_out) == ["dark-squared", "valley"]
+    dark = held_out["dark-squared"].ravel()
+    assert np.all(np.diff(dark) <= 0) and dark[500] < 0.5 * made["inverted"].ravel()[500]  # inverted, darks compressed
+    valley = held_out["valley"]
+    assert valley[5, 0, 0] < valley[0, 0, 0] and valley[5, 0, 0] < valley[-1, -1, -1]  # mid-grey darkest
 
 
 def test_measurements_paired_by_name_and_by_body(tmp_path):

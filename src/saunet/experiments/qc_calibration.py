@@ -38,16 +38,20 @@ GRADE_WORDS = ("none", "mild", "moderate", "severe")
 
 
 CONTRASTS = ("original", "inverted", "T1-like")
+# Contrasts no QC rule or threshold was set on, to check them on (reports/levels/fallback/session38)
+HELD_OUT = ("dark-squared", "valley")
+CURVES = {"inverted": lambda u: 1 - u, "T1-like": lambda u: 4 * u * (1 - u), "dark-squared": lambda u: (1 - u) ** 2,
+          "valley": lambda u: 1 - 4 * u * (1 - u)}
 
 
 def contrasts(array: np.ndarray, kinds: tuple[str, ...] = CONTRASTS) -> dict[str, np.ndarray]:
-    """The scan as it is, inverted, and T1-like (4u(1-u) of its intensities u scaled to 0..1 by percentiles), or
-    those of them ``kinds`` names."""
+    """The scan as it is, inverted, T1-like (4u(1-u) of its intensities u scaled to 0..1 by percentiles), or in a
+    held-out contrast (:data:`HELD_OUT`: (1-u)^2, 1-4u(1-u)); those of them ``kinds`` names."""
     made = {"original": array}
     if set(kinds) - {"original"}:
         low, high = np.percentile(array, (0.5, 99.5))
         u = np.clip((array.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
-        made.update({"inverted": (1 - u) * 1000, "T1-like": 4 * u * (1 - u) * 1000})
+        made.update({kind: curve(u) * 1000 for kind, curve in CURVES.items() if kind in kinds})
     return {kind: made[kind] for kind in kinds}
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from saunet.crossval import finished_folds, fold_checkpoints, gather_cases
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, summarise
-from saunet.experiments.qc_calibration import contrasts, fold_parser
+from saunet.experiments.qc_calibration import CONTRASTS, HELD_OUT, contrasts, fold_parser
 from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
@@ -44,17 +44,18 @@ def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
     return thinned(image, axis, step), thinned(label, axis, step), image.spacing[axis] * step
 
 
-VARIANTS = ("original", "inverted", "T1-like", "thick")
+VARIANTS = (*CONTRASTS, *HELD_OUT, "thick")
 
 
 def scan_variant(image: Volume, label: Volume, kind: str) -> tuple[Volume, Volume]:
     """A scan and its expert mask as they are ("original"), at ~4 mm slices ("thick": :func:`thick_copies`), or in a
-    contrast no training scan has ("inverted", "T1-like": :func:`saunet.experiments.qc_calibration.contrasts`)."""
+    contrast no training scan has ("inverted", "T1-like" and the held-out ones:
+    :func:`saunet.experiments.qc_calibration.contrasts`)."""
     if kind == "original":
         return image, label
     if kind == "thick":
         return thick_copies(image, label)[:2]
-    return Volume(contrasts(image.array)[kind].astype(np.float32), image.reference, image.path), label
+    return Volume(contrasts(image.array, (kind,))[kind].astype(np.float32), image.reference, image.path), label
 
 
 def scored(segmenter, image: Volume, label: Volume, dataset: str) -> dict:
