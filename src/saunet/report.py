@@ -25,7 +25,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
 h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.5em}
 table{border-collapse:collapse;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
-th{background:#f3f3f3;cursor:pointer} td:first-child,th:first-child,td.text{text-align:left}
+th{background:#f3f3f3;cursor:pointer} td:first-child,th:first-child,td.text,th.text{text-align:left}
 .verdict{display:inline-block;padding:.3em .8em;border-radius:.3em;font-weight:bold;color:#fff}
 .ok{background:#2e7d32} .check{background:#ef6c00} .fail{background:#c62828}
 .bodies{display:flex;flex-wrap:wrap;gap:.5em} figure{margin:0} figcaption{text-align:center;font-size:.85em}
@@ -141,7 +141,7 @@ def quality_table(verdict: Verdict) -> str:
     """Each body's QC signals; its volume is the level network's outline's, which QC judges (the measurements are of
     the written, refined outline), and the outline agreement that outline's with the refiner's (blank: not refined)."""
     head = ("<tr><th>level</th><th>confidence</th><th>level agreement</th><th>outline agreement</th>"
-            "<th>network's volume (cm³)</th><th>verdict</th><th>why</th></tr>")
+            "<th>network's volume (cm³)</th><th>verdict</th><th class='text'>why</th></tr>")
     body = "".join(f"<tr><td>{html.escape(b.name)}</td><td>{cell(b.confidence)}</td><td>{cell(b.level_agreement)}</td>"
                    f"<td>{cell(b.outline_agreement)}</td><td>{cell(b.volume_cm3)}</td><td>{b.verdict}</td>"
                    f"<td class='text'>{html.escape('; '.join(b.remarks))}</td></tr>" for b in verdict.bodies)
@@ -207,7 +207,7 @@ class Report:
             f"<td class='text'>{html.escape('; '.join(e.verdict.reasons))}</td></tr>"
             for e in entries)
         table = ('<table class="sortable" id="cohort"><thead><tr><th>scan</th><th>verdict</th><th>bodies</th>'
-                 f"<th>reasons</th></tr></thead><tbody>{rows}</tbody></table>")
+                 f"<th class='text'>reasons</th></tr></thead><tbody>{rows}</tbody></table>")
         body = (f"<h1>saunet cohort report</h1><p>{html.escape(cohort_summary(entries))}</p>{table}"
                 f"{cohort_figure(self.entries)}<p>Command: <code>{html.escape(self.command)}</code></p>")
         return write_text(page("saunet cohort report", body), self.folder / "index.html")
