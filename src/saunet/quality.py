@@ -9,6 +9,7 @@ the intensity statistics also per training data set.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -49,6 +50,7 @@ class Thresholds:
 
 THRESHOLDS = Thresholds()
 UNLIKE, GAP = "image unlike the training scans: ", "gap in the level sequence: "  # reasons no threshold moves
+FALLBACK_MODEL = "fallback_model"  # the statistic naming the fallback model that made a handed-over result
 STATISTICS = ("slice_spacing_mm", "in_plane_spacing_mm", "field_cc_mm", "body_intensity", "body_contrast")
 INTENSITY = ("body_intensity", "body_contrast")
 
@@ -86,13 +88,18 @@ def scan_statistics(array: np.ndarray, spacing: tuple[float, ...], layout: Layou
     inside the vertebral bodies ``bodies`` and its difference to their surroundings (a shell of ``SHELL_MM``), in
     the units the network sees (the scan clipped to :data:`CLIP_PERCENTILES` and standardised; ``normalised``:
     the scan already so, as the segmenter prepared it)."""
-    canonical = layout.spacing(spacing)
-    stats = {"slice_spacing_mm": canonical[0], "in_plane_spacing_mm": max(canonical[1:]),
-             "field_cc_mm": array.shape[layout.axes[1]] * canonical[1]}
+    stats = grid_statistics(array.shape, spacing, layout)
     if not bodies.any():
         return {**stats, "body_intensity": float("nan"), "body_contrast": float("nan")}
     image = normalise_intensities(array, CLIP_PERCENTILES) if normalised is None else normalised
     return {**stats, **body_intensities(image, bodies, *surroundings(bodies, spacing))}
+
+
+def grid_statistics(shape: tuple[int, ...], spacing: tuple[float, ...], layout: Layout) -> dict:
+    """The :data:`STATISTICS` of the grid alone: slice and in-plane spacing, cranio-caudal field of view (mm)."""
+    canonical = layout.spacing(spacing)
+    return {"slice_spacing_mm": canonical[0], "in_plane_spacing_mm": max(canonical[1:]),
+            "field_cc_mm": shape[layout.axes[1]] * canonical[1]}
 
 
 def surroundings(bodies: np.ndarray, spacing: tuple[float, ...]) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -397,7 +404,12 @@ def handed_over(verdict: Verdict, first: Verdict, triggers: list[str], model: st
     ``triggers``) heads the reasons whatever the verdict, and that result's reasons go among the statistics."""
     said = f"segmented by the fallback model {model}, as the first model's result was in doubt: " + "; ".join(triggers)
     return Verdict(verdict.verdict, [said, *verdict.reasons], verdict.bodies,
-                   {**verdict.statistics, "fallback_model": model, "first_model_reasons": first.reasons})
+                   {**verdict.statistics, FALLBACK_MODEL: model, "first_model_reasons": first.reasons})
+
+
+def made_by_fallback(statistics: dict) -> bool:
+    """Whether a verdict's ``statistics`` (a :class:`Verdict`'s, or as saved) are of a result :func:`handed_over`."""
+    return FALLBACK_MODEL in statistics
 
 
 def assess(array: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, probabilities: np.ndarray,
@@ -459,10 +471,10 @@ def drawn_statistics(case, slice_axis: int | None = None, curves: int = 0,
     from saunet.orientation import volume_layout
 
     image, label = read_case(case)
-    bodies = label.array > 0
-    statistics = scan_statistics(image.array, image.spacing, volume_layout(image, slice_axis), bodies)
-    if not curves or not bodies.any():
-        return [statistics]
-    normalised, around = normalise_intensities(image.array, CLIP_PERCENTILES), surroundings(bodies, image.spacing)
-    return [statistics] + [{**statistics, **body_intensities(random_curve(normalised, rng), bodies, *around)}
-                           for _ in range(curves)]
+    bodies, layout = label.array > 0, volume_layout(image, slice_axis)
+    if not bodies.any():
+        return [scan_statistics(image.array, image.spacing, layout, bodies)]
+    grid, around = grid_statistics(image.array.shape, image.spacing, layout), surroundings(bodies, image.spacing)
+    normalised = normalise_intensities(image.array, CLIP_PERCENTILES)  # as scan_statistics normalises, once
+    seen = itertools.chain([normalised], (random_curve(normalised, rng) for _ in range(curves)))  # one curve at a time
+    return [{**grid, **body_intensities(intensities, bodies, *around)} for intensities in seen]

@@ -17,7 +17,7 @@ from saunet.label_tables import colour
 from saunet.labels import LEVELS
 from saunet.measurement import LevelMeasures
 from saunet.postprocessing import present_values
-from saunet.quality import Verdict
+from saunet.quality import Verdict, made_by_fallback
 
 ORDER = {"fail": 0, "check": 1, "ok": 2}
 BODY_MARGIN_MM = 12.0
@@ -216,7 +216,7 @@ class Report:
 def cohort_summary(entries: list[Entry]) -> str:
     """How many scans got each verdict, and how many the fallback model segmented (whatever their verdict)."""
     counts = ", ".join(f"{sum(e.verdict.verdict == v for e in entries)} {v}" for v in ORDER)
-    handed = sum("fallback_model" in e.verdict.statistics for e in entries)
+    handed = sum(made_by_fallback(e.verdict.statistics) for e in entries)
     return f"{len(entries)} scans: {counts}" + (f"; {handed} segmented by the fallback model." if handed else ".")
 
 

@@ -14,12 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from saunet.experiments.qc_calibration import agreement
+from saunet.experiments.qc_calibration import BAD, GOOD, agreement
 from saunet.experiments.reports import metrics_table, paired_table, saved_cases
 from saunet.quality import THRESHOLDS, UNLIKE, fallback_triggers, rejudged
 
 SCORES = ("body_dice", "bodies_found", "bodies_named")
-GOOD, BAD = 0.92, 0.80  # issue 19's lines: body-wise Dice of results that must not / must be flagged
 
 
 def qc_rows(folder: Path) -> dict:

@@ -40,8 +40,8 @@ GRADE_WORDS = ("none", "mild", "moderate", "severe")
 CONTRASTS = ("original", "inverted", "T1-like")
 # Contrasts no QC rule or threshold was set on, to check them on (reports/levels/fallback/session38)
 HELD_OUT = ("dark-squared", "valley")
-CURVES = {"inverted": lambda u: 1 - u, "T1-like": lambda u: 4 * u * (1 - u), "dark-squared": lambda u: (1 - u) ** 2,
-          "valley": lambda u: 1 - 4 * u * (1 - u)}
+TRANSFORMS = {"inverted": lambda u: 1 - u, "T1-like": lambda u: 4 * u * (1 - u),  # of intensities u scaled to 0..1
+              "dark-squared": lambda u: (1 - u) ** 2, "valley": lambda u: 1 - 4 * u * (1 - u)}
 
 
 def contrasts(array: np.ndarray, kinds: tuple[str, ...] = CONTRASTS) -> dict[str, np.ndarray]:
@@ -51,7 +51,7 @@ def contrasts(array: np.ndarray, kinds: tuple[str, ...] = CONTRASTS) -> dict[str
     if set(kinds) - {"original"}:
         low, high = np.percentile(array, (0.5, 99.5))
         u = np.clip((array.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
-        made.update({kind: curve(u) * 1000 for kind, curve in CURVES.items() if kind in kinds})
+        made.update({kind: transform(u) * 1000 for kind, transform in TRANSFORMS.items() if kind in kinds})
     return {kind: made[kind] for kind in kinds}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from saunet.experiments.qc_calibration import agreement
 from saunet.experiments.reports import metrics_table, paired_table, saved_cases
+from saunet.quality import made_by_fallback
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import routing  # noqa: E402
@@ -26,7 +27,7 @@ END_TO_END, ROUTED = "refined fallback, end to end", "unrefined fallback, routed
 def end_to_end_rows(folder: Path) -> list[dict]:
     """The run's scans in every contrast: scores, verdict, and whether the fallback's result was kept."""
     return [{"case": row["case"], "dataset": row["dataset"], "contrast": row["contrast"], "fold": row["fold"],
-             "model": END_TO_END, "verdict": row["verdict"], "handed": "fallback_model" in row["quality"]["statistics"],
+             "model": END_TO_END, "verdict": row["verdict"], "handed": made_by_fallback(row["quality"]["statistics"]),
              **{m: row[m] for m in routing.SCORES}}
             for path in sorted(folder.glob("fold_*.json")) for row in json.loads(path.read_text())]
 

@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 
 from saunet.crossval import gather_cases
-from saunet.experiments.qc_calibration import BAD, GOOD
-from saunet.quality import THRESHOLDS, rejudged, training_profile
+from saunet.experiments.qc_calibration import GOOD
+from saunet.quality import THRESHOLDS, made_by_fallback, rejudged, training_profile
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+import routing  # noqa: E402
 
 CURVES = 0.3
 BEFORE, AFTER = "before: at least check, raw profile", "after: the fallback's own verdict, curves profile"
@@ -25,16 +28,15 @@ def judged_again(row: dict, profile) -> tuple[str, list[str]]:
     """The row's verdict by the session 38 rule: a handed-over result's own reasons (all but the hand-over line)
     judged again against ``profile``, the fold's training scans under contrast curves."""
     quality = row["quality"]
-    if "fallback_model" not in quality["statistics"]:
+    if not made_by_fallback(quality["statistics"]):
         return row["verdict"], row["reasons"]
     verdict = rejudged({**quality, "reasons": quality["reasons"][1:]}, THRESHOLDS, profile)
     return verdict.verdict, verdict.reasons
 
 
 def counts(rows: list[dict], key: str) -> str:
-    bad = [r for r in rows if r["body_dice"] < BAD]
-    good = [r for r in rows if r["body_dice"] >= GOOD]
-    return " | ".join(f"{sum(r[key] != 'ok' for r in part)} of {len(part)}" for part in (bad, good))
+    """Bad and good results flagged (:func:`routing.flagged`) with the verdict under ``key``."""
+    return " | ".join(routing.flagged([{**r, "verdict": r[key]} for r in rows]))
 
 
 def main(run: str, splits: str, *data: str) -> None:
@@ -50,7 +52,7 @@ def main(run: str, splits: str, *data: str) -> None:
     print(f"| {BEFORE} | {counts(rows, 'before')} |\n| {AFTER} | {counts(rows, 'after')} |\n")
     print("Per fold (after): " + "; ".join(f"fold {f}: {counts([r for r in rows if r['fold'] == f], 'after')}"
                                           for f in sorted({r['fold'] for r in rows})) + "\n")
-    handed = [r for r in rows if "fallback_model" in r["quality"]["statistics"]]
+    handed = [r for r in rows if made_by_fallback(r["quality"]["statistics"])]
     print(f"### The {len(handed)} handed-over results\n\n| data set | contrast | results | ok after | of them body-wise "
           "< 0.85 | lowest body-wise among ok | good (>= 0.92) | good ok after |\n|---|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["dataset"], r["contrast"]) for r in handed):

@@ -2,7 +2,8 @@
 per contrast and data set, body-wise Dice, bad and good results flagged, and results passed `ok` that misname a body,
 under this session's rule (a handed-over result keeps the fallback's verdict) and session 37's (at least `check`).
 
-    python reports/levels/fallback/session38/held_out.py runs/heldout38/qc_cases.json > reports/levels/fallback/session38/held-out.md
+    python reports/levels/fallback/session38/held_out.py runs/heldout38/qc_cases.json \
+        > reports/levels/fallback/session38/held-out.md
 """
 
 import json
@@ -11,27 +12,29 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.experiments.qc_calibration import BAD, GOOD
+from saunet.experiments.qc_calibration import BAD
+from saunet.quality import made_by_fallback
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+import routing  # noqa: E402
 
 
 def handed(row: dict) -> bool:
-    return "fallback_model" in row["quality"]["statistics"]
+    return made_by_fallback(row["quality"]["statistics"])
 
 
-def flagged_by(row: dict, rule: str) -> bool:
-    """Whether the result is `check` or `fail` by ``rule``: "own" (session 38) or "at least check" (session 37)."""
-    return row["verdict"] != "ok" or (rule == "at least check" and handed(row))
+def by_rule(row: dict, rule: str) -> dict:
+    """``row`` with its verdict by ``rule``: "own" (session 38) or "at least check" (session 37)."""
+    return {**row, "verdict": "check" if rule == "at least check" and handed(row) and row["verdict"] == "ok"
+            else row["verdict"]}
 
 
 def line(rows: list[dict], label: str) -> str:
-    bad = [r for r in rows if r["body_dice"] < BAD]
-    good = [r for r in rows if r["body_dice"] >= GOOD]
     cells = [label, str(len(rows)), f"{100 * np.mean([r['body_dice'] for r in rows]):.2f} %",
              f"{100 * np.mean([r['bodies_named'] for r in rows]):.1f} %", str(sum(map(handed, rows)))]
     for rule in ("own", "at least check"):
-        cells += [f"{sum(flagged_by(r, rule) for r in bad)} of {len(bad)}",
-                  f"{sum(flagged_by(r, rule) for r in good)} of {len(good)}",
-                  str(sum(not flagged_by(r, rule) and r["bodies_named"] < 1 for r in rows))]
+        judged = [by_rule(r, rule) for r in rows]
+        cells += [*routing.flagged(judged), str(sum(r["verdict"] == "ok" and r["bodies_named"] < 1 for r in judged))]
     return "| " + " | ".join(cells) + " |"
 
 
