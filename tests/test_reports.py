@@ -3,6 +3,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,36 @@ def test_thick_slice_copies_keep_every_kth_slice_with_its_geometry(tmp_path):
     assert thin.spacing[0] == 4 * volume.spacing[0] and thin.origin == volume.origin
     written = read_volume(write_like(thin.array, thin, tmp_path / "thin.nii.gz"))  # a valid image of its own
     assert np.allclose(written.spacing, thin.spacing)
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_field_cuts_drop_the_side_beyond_a_levels_centre_whatever_the_layout(flipped):
+    import SimpleITK as sitk
+
+    from saunet.experiments.thick_slices import FIELD_CUTS, scan_variant
+    from saunet.imageio import Volume
+    from saunet.orientation import Layout, direction_of
+
+    layout = Layout((2, 0, 1), (False, flipped, False))  # superior on stored axis 0, decreasing when flipped
+    canonical = np.zeros((6, 80, 20), np.uint8)  # slices, superior, posterior
+    for level in range(1, 8):  # T11 (1) most cranial: highest canonical row
+        canonical[:, (7 - level) * 10 + 2 : (7 - level) * 10 + 10] = level
+    stored = layout.from_canonical(canonical)
+    reference = sitk.GetImageFromArray(stored)
+    reference.SetDirection(direction_of(layout).ravel().tolist())
+    label = Volume(stored, reference, Path("label.nii.gz"))
+    image = Volume(stored.astype(np.float32), reference, Path("scan.nii.gz"))
+    for kind, (level, direction) in FIELD_CUTS.items():
+        cropped_image, cropped = scan_variant(image, label, kind)
+        kept = {v: int((cropped.array == v).sum()) for v in range(1, 8)}
+        assert kept[level] == (stored == level).sum() // 2  # the cut body halved
+        gone = range(1, level) if direction > 0 else range(level + 1, 8)
+        assert all(kept[v] == 0 for v in gone) and all(kept[v] == (stored == v).sum() for v in range(1, 8)
+                                                       if v != level and v not in gone)
+        assert np.array_equal(cropped_image.array, cropped.array.astype(np.float32))
+        first = reference.TransformPhysicalPointToIndex(cropped.reference.TransformIndexToPhysicalPoint((0, 0, 0)))
+        window = tuple(slice(i, i + n) for i, n in zip(reversed(first), cropped.array.shape))
+        assert np.array_equal(stored[window], cropped.array)  # every voxel where it was in the world
 
 
 def test_contrast_transforms_invert_and_darken_the_brightest():

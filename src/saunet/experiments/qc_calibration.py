@@ -136,7 +136,7 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     taking over where QC calls for it; ``refiner``, ``fallback_refiner``: the outline refiners' ONNX files of the
     first model's and the fallback's results, or False for none) and judged
     against the profile the current code gives the fold's training scans (a checkpoint keeps the profile of the code
-    that trained it); ``out``: where the predictions of the scans as they are go (``out/predictions``)."""
+    that trained it); ``out``: where the predictions go (:func:`predictions_folder`)."""
     from saunet.experiments.thick_slices import scan_variant  # which imports this module
     from saunet.imageio import output_suffix, write_like
     from saunet.inference import Segmenter
@@ -153,13 +153,19 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
         for kind in kinds:
             variant, reference = scan_variant(image, label, kind)
             result, verdict = segmenter.segment_checked(variant)
-            if out is not None and kind == "original":
-                write_like(result.labels, variant, out / PREDICTIONS / f"{name}{output_suffix(image.path)}")
+            if out is not None:
+                write_like(result.labels, variant, out / predictions_folder(kind) / f"{name}{output_suffix(image.path)}")
             row = {"case": name, "dataset": cases[name].dataset, "fold": split["fold"], "contrast": kind,
                    "verdict": verdict.verdict, "reasons": verdict.reasons, "quality": verdict.to_dict(),
                    **body_metrics(result.labels, reference.array)}
             rows.append(row)
     return rows
+
+
+def predictions_folder(kind: str) -> str:
+    """Where :func:`fold` writes its predictions of the scans in variant ``kind``: those of the scans as they are
+    where the CV's own go, the others beside them."""
+    return PREDICTIONS if kind == "original" else f"{PREDICTIONS}-{kind}"
 
 
 def prediction_of(cv: Path, model: str, case: str, fold: int | str = "*", ensemble: Path | None = None) -> Path | None:

@@ -28,13 +28,19 @@ from saunet.quality import Verdict
 TARGET_MM = 4.0
 
 
+def sliced(volume: Volume, axis: int, kept: slice) -> Volume:
+    """``volume`` with only the ``kept`` slices of numpy ``axis`` (a range, or every k-th), its spacing and origin
+    following (as a scanner framing or spacing it so would write)."""
+    index = [slice(None)] * 3
+    index[axis] = kept
+    itk_index = [slice(None)] * 3
+    itk_index[2 - axis] = kept
+    return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.reference[tuple(itk_index)], volume.path)
+
+
 def thinned(volume: Volume, axis: int, step: int) -> Volume:
     """Every ``step``-th slice along numpy ``axis``, the spacing and origin following (as a scanner would write)."""
-    index = [slice(None)] * 3
-    index[axis] = slice(0, None, step)
-    itk_index = [slice(None)] * 3
-    itk_index[2 - axis] = slice(0, None, step)
-    return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.reference[tuple(itk_index)], volume.path)
+    return sliced(volume, axis, slice(0, None, step))
 
 
 def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
@@ -44,17 +50,36 @@ def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
     return thinned(image, axis, step), thinned(label, axis, step), image.spacing[axis] * step
 
 
-VARIANTS = (*CONTRASTS, *HELD_OUT, "thick")
+# A field of view that ends within the lumbar spine: cropped at the centre of a level (L5: no sacrum in view; L1:
+# nothing above it), the part beyond it dropped (``direction``: the side dropped, +1 cranial, -1 caudal).
+FIELD_CUTS = {"cut-below": (7, -1), "cut-above": (3, +1)}
+VARIANTS = (*CONTRASTS, *HELD_OUT, "thick", *FIELD_CUTS)
+
+
+def field_cut(image: Volume, label: Volume, level: int, direction: int) -> tuple[Volume, Volume]:
+    """A scan and its expert mask cropped cranio-caudally at the centre of expert ``level``, the part on the
+    ``direction`` side of it (+1 cranial, -1 caudal) dropped; unchanged if the mask lacks the level."""
+    axis, towards_superior = volume_layout(image).superior
+    where = np.nonzero(label.array == level)[axis]
+    if not len(where):
+        return image, label
+    centre = int(round(where.mean()))
+    dropped_above = direction * towards_superior > 0  # the dropped side lies at higher indices
+    kept = slice(0, centre) if dropped_above else slice(centre, image.array.shape[axis])
+    return sliced(image, axis, kept), sliced(label, axis, kept)
 
 
 def scan_variant(image: Volume, label: Volume, kind: str) -> tuple[Volume, Volume]:
-    """A scan and its expert mask as they are ("original"), at ~4 mm slices ("thick": :func:`thick_copies`), or in a
+    """A scan and its expert mask as they are ("original"), at ~4 mm slices ("thick": :func:`thick_copies`), cropped
+    within the lumbar spine (:data:`FIELD_CUTS`: :func:`field_cut`), or in a
     contrast no training scan has ("inverted", "T1-like" and the held-out ones:
     :func:`saunet.experiments.qc_calibration.contrasts`)."""
     if kind == "original":
         return image, label
     if kind == "thick":
         return thick_copies(image, label)[:2]
+    if kind in FIELD_CUTS:
+        return field_cut(image, label, *FIELD_CUTS[kind])
     return Volume(contrasts(image.array, (kind,))[kind].astype(np.float32), image.reference, image.path), label
 
 
