@@ -128,9 +128,10 @@ def test_cv_refuses_bad_fold_counts(tmp_path, folds):
 
 
 @pytest.mark.parametrize("share", ["1.5", "-0.1"])
-def test_train_refuses_a_thick_slice_share_outside_0_to_1(tmp_path, share):
-    result = run("train", "--data", tmp_path, "--thick-slices", share, "--out", tmp_path / "run")
-    assert_clean_failure(result, "--thick-slices", ["share"])
+@pytest.mark.parametrize("option", ["--thick-slices", "--field-edges"])
+def test_train_refuses_a_share_of_stacks_outside_0_to_1(tmp_path, share, option):
+    result = run("train", "--data", tmp_path, option, share, "--out", tmp_path / "run")
+    assert_clean_failure(result, option, ["share"])
     assert not (tmp_path / "run").exists()
 
 

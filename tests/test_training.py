@@ -469,6 +469,28 @@ def test_thick_slice_stacks_average_runs_of_stored_slices():
     assert np.allclose(np.diff(plain[:, 0, :, 0, 0].numpy(), axis=1), 1)
 
 
+def test_field_edge_stacks_begin_within_the_bodies_and_show_nothing_caudal_of_the_cut():
+    """With every stack cut (``field_edges`` 1), each crop's first row (its caudal edge: canonical rows grow towards
+    superior) lies within the bodies' cranio-caudal extent, and a crop running past the scan's cranial end is padded
+    there; by default crops lie inside the scan wherever it is larger than the crop."""
+    from saunet.training import PreparedCase
+
+    row = np.broadcast_to(np.arange(80, dtype=np.float32)[None, :, None], (6, 80, 30)).copy()
+    label = ((row >= 20) & (row < 60)).astype(np.uint8)  # the bodies span rows 20-59
+    case = PreparedCase("c", row, label)
+    cut = TrainConfig(stack=3, patch=32, batch_size=16, field_edges=1.0)
+    images, targets, known = sample_batch([case], cut, np.random.default_rng(0))
+    first_rows = images[:, 0, 0, 0, 0].numpy()
+    assert ((first_rows >= 20) & (first_rows < 60)).all() and len(set(first_rows)) > 4
+    for stack, target, first in zip(images[:, 0, 0, :, 0].numpy(), targets[:, 0, 0, :, 0].numpy(), first_rows):
+        inside = min(32, 80 - int(first))
+        assert np.array_equal(stack[:inside], first + np.arange(inside))  # the scan's rows from the cut up
+        assert (stack[inside:] == row.min()).all() and not target[inside:].any()  # padded past the cranial end
+    assert bool(known.all())
+    plain, _, _ = sample_batch([case], TrainConfig(stack=3, patch=32, batch_size=16), np.random.default_rng(0))
+    assert (plain[:, 0, 0, 0, 0].numpy() <= 80 - 32).all()
+
+
 def levels_phantom(known: np.ndarray):
     """A canonical (slices, towards superior, towards posterior) label of five bodies, levels 3-7 from the top,
     each 10 pixels high, on a 2 mm grid: a water-fat scan's L1-L5 with T11 and T12 above unannotated."""

@@ -49,6 +49,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         "inference does, against labels that fine (default %(default)s: on the network grid)")
     g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
                    help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
+    g.add_argument("--field-edges", type=float, default=DEFAULTS.field_edges, metavar="SHARE",
+                   help="share of slice stacks cropped to begin within the spine, its caudal edge cutting a body as a "
+                        "field of view ending above the sacrum does (default %(default)s)")
     g.add_argument("--ema", type=float, default=DEFAULTS.ema, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights, updated every step with this "
                         "decay, e.g. 0.995 (default %(default)s: off)")
@@ -100,6 +103,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             contrast_curves=args.contrast_curves, spatial_share=args.spatial_share,
             channels_last=not args.no_channels_last,
             soft_labels=args.soft_labels, target_zoom=args.target_zoom, thick_slices=args.thick_slices, ema=args.ema,
+            field_edges=args.field_edges,
             unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
             classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,

@@ -57,6 +57,10 @@ class TrainConfig:
     # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
     # other centres are sliced thicker than the training scans.
     thick_slices: float = 0.0
+    # Share of slice stacks whose in-plane crop begins at a random row within the bodies' cranio-caudal extent, so its
+    # caudal edge cuts the spine as a field of view ending there does (saunet.training.sample_window): a network that
+    # sees the sacrum under every crop learns to call the lowest body in view L5.
+    field_edges: float = 0.0
     # Validate and save an exponential moving average of the weights (BatchNorm statistics too), updated after every
     # step with this decay; 0: the weights as trained. Successive epochs' weights (and BatchNorm's statistics of the
     # last few batches) still differ late in a run; an average follows no single batch (saunet.training.weight_average).
@@ -77,6 +81,8 @@ class TrainConfig:
             raise RecipeError("loss", f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0 <= self.thick_slices <= 1:
             raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
+        if not 0 <= self.field_edges <= 1:
+            raise RecipeError("field_edges", f"{self.field_edges} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.spatial_share <= 1:
             raise RecipeError("spatial_share", f"{self.spatial_share} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.contrast_curves <= 1:
