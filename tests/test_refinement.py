@@ -84,6 +84,25 @@ def test_a_redrawn_voxel_takes_the_name_of_the_nearest_coarse_body_in_its_slice(
     assert not named[1].any()  # a slice the level map leaves empty
 
 
+def test_a_voxel_as_near_two_bodies_takes_the_lower_level_never_a_neighbouring_slices_body_nor_a_far_one():
+    levels = np.zeros((3, 9, 9), np.uint8)
+    levels[0, 1, 4], levels[0, 7, 4] = 3, 4  # (0, 4, 4) lies three pixels from each
+    levels[1, 4, 5] = 6  # right beside (2, 4, 4), but one slice over
+    levels[2, 1, 2] = 2
+    body = np.zeros(levels.shape, bool)
+    body[:, 4, 4] = body[2, 8, 8] = True  # (2, 8, 8) lies farther than RADIUS from any body
+    named = nearest_levels(levels, body)
+    assert named[0, 4, 4] == 3 and named[2, 4, 4] == 2 and named[1, 4, 4] == 6 and named[2, 8, 8] == 0
+
+
+def test_the_in_plane_dilation_is_a_disc_within_each_slice():
+    mask = np.zeros((3, 15, 15), bool)
+    mask[1, 7, 7] = True
+    grown = in_plane_dilation(mask, 3)
+    y, x = np.mgrid[-7:8, -7:8]
+    assert np.array_equal(grown[1], x * x + y * y <= 9) and not grown[0].any() and not grown[2].any()
+
+
 def test_other_pixel_sizes_are_seen_at_one_millimetre_and_mapped_back():
     image, coarse = phantom((2, 128, 128))
     refiner = BrightIsBody()

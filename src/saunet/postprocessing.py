@@ -24,11 +24,13 @@ class PostprocessingSettings:
         return asdict(self)
 
 
-def label_components(mask: np.ndarray) -> np.ndarray:
-    """Connected components (26-connectivity in 3D): 0 for background, 1..N for the components."""
+def label_components(mask: np.ndarray, fully_connected: bool = True) -> np.ndarray:
+    """Connected components (26-connectivity in 3D; 6, face to face, if not ``fully_connected``): 0 for background,
+    1..N for the components."""
     # SimpleITK rather than scipy.ndimage: it is loaded for the images anyway, and importing scipy.ndimage
     # costs every `saunet segment` process time (reports/speed-ups.md).
-    return sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    return sitk.GetArrayFromImage(sitk.ConnectedComponent(image, fully_connected))
 
 
 def clean_mask(mask: np.ndarray, spacing: tuple[float, ...], min_mm3: float, max_components: int = 0) -> np.ndarray:
