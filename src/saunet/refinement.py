@@ -10,6 +10,8 @@ there are, their names, and the sacrum stay the level network's and post-process
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +48,24 @@ class OutlineRefiner:
         return self.session.run(None, {"slices": slices.astype(np.float32)})[0]
 
 
-# Dilation, nearest body and pieces by numpy and SimpleITK rather than scipy.ndimage, whose import alone is a tenth
-# of a `saunet segment` process (reports/speed-ups.md).
+# Dilation, nearest body and pieces by numpy and SimpleITK rather than scipy.ndimage, whose import costs every
+# `saunet segment` process time (reports/speed-ups.md).
+def disc_shifts(array: np.ndarray, radius: int, fill) -> Iterator[tuple[int, np.ndarray]]:
+    """(S, H, W) -> (squared distance, the array shifted in-plane by it) for every offset within a disc of ``radius``
+    pixels, nearest first; ``fill`` where a shift brings in pixels from beyond the array."""
+    height, width = array.shape[1:]
+    padded = np.pad(array, ((0, 0), (radius, radius), (radius, radius)), constant_values=fill)
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    squared = y * y + x * x
+    for dy, dx in sorted(np.argwhere(squared <= radius * radius).tolist(), key=lambda at: squared[at[0], at[1]]):
+        yield int(squared[dy, dx]), padded[:, dy:dy + height, dx:dx + width]
+
+
 def in_plane_dilation(mask: np.ndarray, radius: int) -> np.ndarray:
     """(S, H, W) -> dilated within each slice by a disc of ``radius`` pixels."""
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    height, width = mask.shape[1:]
-    padded = np.pad(mask, ((0, 0), (radius, radius), (radius, radius)))
     dilated = np.zeros(mask.shape, bool)
-    for dy, dx in np.argwhere(x * x + y * y <= radius * radius):
-        dilated |= padded[:, dy:dy + height, dx:dx + width]
+    for _, shifted in disc_shifts(mask, radius, False):
+        dilated |= shifted
     return dilated
 
 
@@ -98,15 +108,11 @@ def nearest_levels(levels: np.ndarray, body: np.ndarray, radius: int = RADIUS) -
     within :data:`RADIUS` of the level map's bodies, so every voxel it keeps has one."""
     out = np.zeros_like(levels)
     pending = body.copy()
-    height, width = levels.shape[1:]
-    none = np.iinfo(levels.dtype).max  # above every level: the minimum over offsets is the lower level on a tie
-    padded = np.pad(np.where(levels > 0, levels, none), ((0, 0), (radius, radius), (radius, radius)), constant_values=none)
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    squared = y * y + x * x
-    for distance in np.unique(squared[squared <= radius * radius]):  # nearest first
+    none = np.iinfo(levels.dtype).max  # above every level: the minimum over a ring is the lower level on a tie
+    for _, ring in itertools.groupby(disc_shifts(np.where(levels > 0, levels, none), radius, none), key=lambda s: s[0]):
         nearest = np.full(levels.shape, none, levels.dtype)
-        for dy, dx in np.argwhere(squared == distance):
-            np.minimum(nearest, padded[:, dy:dy + height, dx:dx + width], out=nearest)
+        for _, shifted in ring:
+            np.minimum(nearest, shifted, out=nearest)
         found = pending & (nearest != none)
         out[found] = nearest[found]
         pending &= ~found

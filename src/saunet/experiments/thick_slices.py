@@ -22,10 +22,12 @@ from saunet.experiments.qc_calibration import CONTRASTS, HELD_OUT, contrasts, fo
 from saunet.experiments.reports import markdown_table
 from saunet.files import write_json, write_text
 from saunet.imageio import Volume
+from saunet.labels import LEVELS
 from saunet.orientation import volume_layout
 from saunet.quality import Verdict
 
 TARGET_MM = 4.0
+LEVEL_VALUES = {name: value for value, name in LEVELS.items()}
 
 
 def sliced(volume: Volume, axis: int, kept: slice) -> Volume:
@@ -52,7 +54,7 @@ def thick_copies(image: Volume, label: Volume) -> tuple[Volume, Volume, float]:
 
 # A field of view that ends within the lumbar spine: cropped at the centre of a level (L5: no sacrum in view; L1:
 # nothing above it), the part beyond it dropped (``direction``: the side dropped, +1 cranial, -1 caudal).
-FIELD_CUTS = {"cut-below": (7, -1), "cut-above": (3, +1)}
+FIELD_CUTS = {"cut-below": (LEVEL_VALUES["L5"], -1), "cut-above": (LEVEL_VALUES["L1"], +1)}
 VARIANTS = (*CONTRASTS, *HELD_OUT, "thick", *FIELD_CUTS)
 
 
