@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from saunet.checkpoints import Checkpoint
 from saunet.crossval import PREDICTIONS, finished_folds, fold_checkpoints, gather_cases, saved_prediction
 from saunet.datasets import read_case
 from saunet.evaluation import body_metrics, level_map_metrics
@@ -145,8 +144,9 @@ def fold(checkpoints: list[Path], split: dict, cases: dict, out: Path | None = N
     trained = [cases[name] for name in split["train"]]
     segmenter.training_profile = training_profile(trained, segmenter.slice_axis)
     if fallback:
-        curves = Checkpoint.load(fallback[0]).config.get("contrast_curves", 0.0)  # as training recorded it
-        segmenter.fallback().training_profile = training_profile(trained, segmenter.slice_axis, curves)
+        handed_to = segmenter.fallback()
+        curves = handed_to.models[0].checkpoint.config.get("contrast_curves", 0.0)  # as training recorded it
+        handed_to.training_profile = training_profile(trained, segmenter.slice_axis, curves)
     rows = []
     for name in tqdm(split["test"], desc=f"fold {split['fold']}", unit="scan"):
         image, label = read_case(cases[name])
