@@ -135,6 +135,12 @@ def test_train_refuses_a_share_of_stacks_outside_0_to_1(tmp_path, share, option)
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_classes_that_are_not_label_values(tmp_path):
+    result = run("train", "--data", tmp_path, "--classes", "1,x", "--out", tmp_path / "run")
+    assert_clean_failure(result, "--classes", ["label values"])
+    assert not (tmp_path / "run").exists()
+
+
 def test_cv_refuses_unreadable_splits(tmp_path):
     data = tmp_path / "data"
     for i in range(3):

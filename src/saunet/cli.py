@@ -84,6 +84,14 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def class_values(text: str) -> tuple[int, ...]:
+    """``--classes`` ``1,2,3`` -> the label values to learn as classes, in the order given (the classes' order)."""
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise InputError("--classes", f"{text!r} is not comma-separated label values such as 1,2,3") from None
+
+
 def _training_config(args, models: list[str]) -> TrainConfig:
     """The recipe the options ask for (its model the first of ``models``, the one trained or those of a CV); a value
     TrainConfig refuses is a one-line error naming its option."""
@@ -106,7 +114,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             field_edges=args.field_edges,
             unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
-            classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
+            classes=class_values(args.classes) if args.classes else None,
         )
     except RecipeError as error:
         raise InputError("--" + error.field.replace("_", "-"), error.problem) from None
