@@ -491,6 +491,38 @@ def test_field_edge_stacks_begin_within_the_bodies_and_show_nothing_caudal_of_th
     assert (plain[:, 0, 0, 0, 0].numpy() <= 80 - 32).all()
 
 
+def test_cranial_field_edge_stacks_end_within_the_bodies_and_both_ends_cut_at_even_odds():
+    """A cranial cut ends each crop (its last row before the padding) within the bodies' extent, showing the scan's
+    rows below it; "both" cuts each end in some stacks; "caudal" draws the same stacks as before the option was added."""
+    from saunet.training import PreparedCase
+
+    row = np.broadcast_to(np.arange(80, dtype=np.float32)[None, :, None], (6, 80, 30)).copy()
+    label = ((row >= 20) & (row < 60)).astype(np.uint8)  # the bodies span rows 20-59
+    row[0, 0, -1] = -1  # the padding value, a pixel the stacks' first column never shows
+    case = PreparedCase("c", row, label)
+
+    def stacks(ends):
+        config = TrainConfig(stack=3, patch=32, batch_size=16, field_edges=1.0, field_edge_ends=ends)
+        return sample_batch([case], config, np.random.default_rng(0))
+
+    images, targets, known = stacks("cranial")
+    for stack, target in zip(images[:, 0, 0, :, 0].numpy(), targets[:, 0, 0, :, 0].numpy()):
+        inside = np.flatnonzero(stack != row.min())
+        last = stack[inside[-1]]
+        assert 20 <= last < 60  # the cut: the last row in view lies within the bodies
+        assert np.array_equal(stack[inside], np.arange(last - len(inside) + 1, last + 1))  # the rows below the cut
+        assert (stack[inside[-1] + 1:] == row.min()).all() and not target[inside[-1] + 1:].any()
+        assert target[inside].any()
+    assert bool(known.all())
+    both = stacks("both")[0][:, 0, 0, :, 0].numpy()
+    padded_top = (both[:, -1] == row.min()) & (both[:, 0] > row.min())
+    assert padded_top.any() and (both[:, 0] >= 20).any()  # some crops end at a cut, some begin at one
+    caudal = stacks("caudal")[0][:, 0, 0, 0, 0].numpy()
+    assert ((caudal >= 20) & (caudal < 60)).all()
+    with pytest.raises(RecipeError, match="field_edge_ends"):
+        TrainConfig(field_edges=0.3, field_edge_ends="top")
+
+
 def levels_phantom(known: np.ndarray):
     """A canonical (slices, towards superior, towards posterior) label of five bodies, levels 3-7 from the top,
     each 10 pixels high, on a 2 mm grid: a water-fat scan's L1-L5 with T11 and T12 above unannotated."""

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from saunet.config import LOSSES, RecipeError, TrainConfig
+from saunet.config import FIELD_EDGE_ENDS, LOSSES, RecipeError, TrainConfig
 from saunet.errors import InputError
 from saunet.postprocessing import PostprocessingSettings
 
@@ -52,6 +52,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--field-edges", type=float, default=DEFAULTS.field_edges, metavar="SHARE",
                    help="share of slice stacks cropped to begin within the spine, its caudal edge cutting a body as a "
                         "field of view ending above the sacrum does (default %(default)s)")
+    g.add_argument("--field-edge-ends", choices=FIELD_EDGE_ENDS, default=DEFAULTS.field_edge_ends,
+                   help="which end of a --field-edges crop cuts the spine: caudal (no sacrum in view), cranial "
+                        "(nothing above the cut) or both, at even odds (default %(default)s)")
     g.add_argument("--ema", type=float, default=DEFAULTS.ema, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights, updated every step with this "
                         "decay, e.g. 0.995 (default %(default)s: off)")
@@ -111,7 +114,7 @@ def _training_config(args, models: list[str]) -> TrainConfig:
             contrast_curves=args.contrast_curves, spatial_share=args.spatial_share,
             channels_last=not args.no_channels_last,
             soft_labels=args.soft_labels, target_zoom=args.target_zoom, thick_slices=args.thick_slices, ema=args.ema,
-            field_edges=args.field_edges,
+            field_edges=args.field_edges, field_edge_ends=args.field_edge_ends,
             unannotated_anywhere=args.unannotated_anywhere,
             loader_workers=args.loader_workers, in_plane_spacing=spacing, slice_axis=args.slice_axis,
             classes=class_values(args.classes) if args.classes else None,

@@ -9,6 +9,7 @@ from saunet.labels import LabelMap
 from saunet.preprocessing import PreprocessingSettings
 
 LOSSES = ("bce", "dice-bce", "batch-dice-bce")
+FIELD_EDGE_ENDS = ("caudal", "cranial", "both")
 
 
 class RecipeError(ValueError):
@@ -61,6 +62,9 @@ class TrainConfig:
     # caudal edge cuts the spine as a field of view ending there does (saunet.training.sample_window): a network that
     # sees the sacrum under every crop learns to call the lowest body in view L5.
     field_edges: float = 0.0
+    # Which end of the crop cuts the spine: "caudal" (no sacrum in view), "cranial" (nothing above the cut) or "both"
+    # (either, at even odds). Caudal only was the one-fold pilot's (reports/levels/field-of-view/pilot.md).
+    field_edge_ends: str = "caudal"
     # Validate and save an exponential moving average of the weights (BatchNorm statistics too), updated after every
     # step with this decay; 0: the weights as trained. Successive epochs' weights (and BatchNorm's statistics of the
     # last few batches) still differ late in a run; an average follows no single batch (saunet.training.weight_average).
@@ -83,6 +87,8 @@ class TrainConfig:
             raise RecipeError("thick_slices", f"{self.thick_slices} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.field_edges <= 1:
             raise RecipeError("field_edges", f"{self.field_edges} is not a share of slice stacks from 0 to 1")
+        if self.field_edge_ends not in FIELD_EDGE_ENDS:
+            raise RecipeError("field_edge_ends", f"{self.field_edge_ends!r} is not one of {', '.join(FIELD_EDGE_ENDS)}")
         if not 0 <= self.spatial_share <= 1:
             raise RecipeError("spatial_share", f"{self.spatial_share} is not a share of slice stacks from 0 to 1")
         if not 0 <= self.contrast_curves <= 1:

@@ -172,17 +172,23 @@ def sample_window(case: PreparedCase, config: TrainConfig, rng: np.random.Genera
         cy, cx = rng.integers(h), rng.integers(w)
     y0 = int(np.clip(cy - config.patch // 2, 0, max(0, h - config.patch)))
     x0 = int(np.clip(cx - config.patch // 2, 0, max(0, w - config.patch)))
+    rows = slice(y0, y0 + config.patch)
     if config.field_edges and len(fg) and rng.random() < config.field_edges:
-        y0 = field_edge_row(fg[:, 1], rng)
-    return int(start), k, middles, (slice(y0, y0 + config.patch), slice(x0, x0 + config.patch))
+        rows = field_edge_rows(fg[:, 1], config.patch, config.field_edge_ends, rng)
+    return int(start), k, middles, (rows, slice(x0, x0 + config.patch))
 
 
-def field_edge_row(rows: np.ndarray, rng: np.random.Generator) -> int:
-    """Where a crop begins that cuts the spine as a field of view ending within it: a random row between the lowest
-    and highest of the foreground ``rows`` (canonical rows grow towards superior, so everything caudal of it is out of
-    view). The crop's own edge is the cut, as a scan's edge is to the network; a crop running past the scan's cranial
-    end is padded there as any short crop is (:func:`sample_batch`)."""
-    return int(rng.integers(rows.min(), rows.max() + 1))
+def field_edge_rows(rows: np.ndarray, patch: int, ends: str, rng: np.random.Generator) -> slice:
+    """The rows of a crop that cuts the spine as a field of view ending within it: a random row between the lowest
+    and highest of the foreground ``rows`` is the crop's first (``ends`` "caudal": canonical rows grow towards
+    superior, so everything caudal of it is out of view) or last ("cranial"); "both" picks one at even odds. The
+    crop's own edge is the cut, as a scan's edge is to the network; a crop shorter than ``patch`` (past the scan's
+    cranial end, or a cranial cut near its caudal end) is padded at its cranial end as any short crop is
+    (:func:`sample_batch`)."""
+    cut = int(rng.integers(rows.min(), rows.max() + 1))
+    if ends == "both":
+        ends = "caudal" if rng.random() < 0.5 else "cranial"
+    return slice(cut, cut + patch) if ends == "caudal" else slice(max(0, cut + 1 - patch), cut + 1)
 
 
 def sample_batch(cases: list[PreparedCase], config: TrainConfig, rng: np.random.Generator):
