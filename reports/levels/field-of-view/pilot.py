@@ -1,6 +1,7 @@
-"""The --field-edges pilot against its baseline (fold 0, one model each, refined, no fallback), per data set: body-wise
-Dice and names on the scans as they are, and names of the bodies wholly in view on the cropped scans
-(:func:`field_of_view.body_rows`), with per-scan pairs.
+"""The --field-edges pilots against their baseline (fold 0, one model each, refined, no fallback), per data set:
+body-wise Dice and names on the scans as they are, and names of the bodies wholly in view on the cropped scans
+(:func:`field_of_view.body_rows`), with per-scan pairs. The first run given is the baseline; a run may be several folders
+joined by ``+`` (folds scored apart); data folders (those without fold results) may come in any place.
 
     python reports/levels/field-of-view/pilot.py runs/fe39-base-eval runs/fe39-edge-eval \
         ../shared/data/lumbar-t2 ../shared/data/lumbar-water-fat > reports/levels/field-of-view/pilot.md
@@ -38,22 +39,22 @@ def scan_scores(run: Path, cases: dict) -> dict[tuple[str, str], dict]:
 
 
 def main() -> None:
-    base, edge = Path(sys.argv[1]), Path(sys.argv[2])
-    cases = gather_cases([Path(p) for p in sys.argv[3:]])
-    before, after = scan_scores(base, cases), scan_scores(edge, cases)
+    runs = [arg for arg in sys.argv[1:] if list(Path(arg.split("+")[0]).glob("fold_*.json"))]
+    cases = gather_cases([Path(arg) for arg in sys.argv[1:] if arg not in runs])
+    scores = [{k: v for part in run.split("+") for k, v in scan_scores(Path(part), cases).items()} for run in runs]
+    names = " / ".join("+".join(Path(part).name for part in run.split("+")) for run in runs)
     print(f"`python {' '.join(sys.argv)}`\n")
-    print("| data set | scans | body-wise Dice: base / field edges | named: base / field edges | scans better / worse "
-          "named |\n|---|---|---|---|---|")
-    for dataset in sorted({s["dataset"] for s in before.values()}):
+    print(f"Each cell: {names}. Scans better / worse named: each run after the first against the first.\n")
+    print("| data set | scans | body-wise Dice | named | scans better / worse named |\n|---|---|---|---|---|")
+    for dataset in sorted({s["dataset"] for s in scores[0].values()}):
         for variant in ("as it is", "cut-below", "cut-above"):
-            keys = sorted(k for k, s in before.items() if s["dataset"] == dataset and k[1] == variant and k in after)
-            pairs = [(before[k], after[k]) for k in keys]
-            dice = [np.mean([p[i]["dice"] for p in pairs]) for i in (0, 1)]
-            named = [np.mean([p[i]["named"] for p in pairs]) for i in (0, 1)]
-            better = sum(a["named"] > b["named"] for b, a in pairs)
-            worse = sum(a["named"] < b["named"] for b, a in pairs)
-            print(f"| {dataset}, {variant} | {len(pairs)} | {100 * dice[0]:.2f} / {100 * dice[1]:.2f} % | "
-                  f"{100 * named[0]:.1f} / {100 * named[1]:.1f} % | {better} / {worse} |")
+            keys = sorted(k for k, s in scores[0].items() if s["dataset"] == dataset and k[1] == variant
+                          and all(k in other for other in scores))
+            dice = " / ".join(f"{100 * np.mean([run[k]['dice'] for k in keys]):.2f}" for run in scores)
+            named = " / ".join(f"{100 * np.mean([run[k]['named'] for k in keys]):.1f}" for run in scores)
+            changed = ", ".join(f"{sum(run[k]['named'] > scores[0][k]['named'] for k in keys)} / "
+                                f"{sum(run[k]['named'] < scores[0][k]['named'] for k in keys)}" for run in scores[1:])
+            print(f"| {dataset}, {variant} | {len(keys)} | {dice} % | {named} % | {changed} |")
 
 
 if __name__ == "__main__":
