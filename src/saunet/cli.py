@@ -50,8 +50,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--thick-slices", type=float, default=DEFAULTS.thick_slices, metavar="SHARE",
                    help="share of slice stacks drawn as 3-5 mm thick slices, averaging the stored ones (default %(default)s)")
     g.add_argument("--field-edges", type=float, default=DEFAULTS.field_edges, metavar="SHARE",
-                   help="share of slice stacks cropped to begin within the spine, its caudal edge cutting a body as a "
-                        "field of view ending above the sacrum does (default %(default)s)")
+                   help="share of slice stacks cropped to begin (or end: --field-edge-ends) within the spine, the "
+                        "crop's edge cutting a body as a field of view ending there does (default %(default)s)")
     g.add_argument("--field-edge-ends", choices=FIELD_EDGE_ENDS, default=DEFAULTS.field_edge_ends,
                    help="which end of a --field-edges crop cuts the spine: caudal (no sacrum in view), cranial "
                         "(nothing above the cut) or both, at even odds (default %(default)s)")

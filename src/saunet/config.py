@@ -58,9 +58,9 @@ class TrainConfig:
     # Share of slice stacks drawn as 3-5 mm thick slices (saunet.training.thick_slice_factor): clinical scans of
     # other centres are sliced thicker than the training scans.
     thick_slices: float = 0.0
-    # Share of slice stacks whose in-plane crop begins at a random row within the bodies' cranio-caudal extent, so its
-    # caudal edge cuts the spine as a field of view ending there does (saunet.training.sample_window): a network that
-    # sees the sacrum under every crop learns to call the lowest body in view L5.
+    # Share of slice stacks whose in-plane crop begins (or ends: field_edge_ends) at a random row within the bodies'
+    # cranio-caudal extent, so its edge cuts the spine as a field of view ending there does
+    # (saunet.training.field_edge_rows): a network that sees the sacrum under every crop calls the lowest body L5.
     field_edges: float = 0.0
     # Which end of the crop cuts the spine: "caudal" (no sacrum in view), "cranial" (nothing above the cut) or "both"
     # (either, at even odds). Caudal only was the one-fold pilot's (reports/levels/field-of-view/pilot.md).
