@@ -194,3 +194,12 @@ def test_cv_refuses_a_growth_for_a_model_without_dense_convolutions(tmp_path):
     result = run("cv", "--data", tmp_path, "--models", "unet2d", "--growth", "32", "--out", tmp_path / "cv")
     assert_clean_failure(result, "--growth", ["dense"])
     assert not (tmp_path / "cv").exists()
+
+
+def test_train_refiner_refuses_a_patch_side_its_network_cannot_pool_and_an_empty_batch(tmp_path):
+    phantom_pair(tmp_path / "data", "imagesTr/case0_0000.nii.gz", "labelsTr/case0.nii.gz", seed=0, shape=(5, 24, 24))
+    for option, value, words in (("--patch", 40, ["--patch", "multiple of 16"]), ("--patch", 0, ["--patch"]),
+                                 ("--batch", 0, ["--batch", "positive"])):
+        result = run("train-refiner", "--data", tmp_path / "data", option, value, "--out", tmp_path / "run")
+        assert_clean_failure(result, option, words)
+        assert not (tmp_path / "run").exists()

@@ -170,6 +170,27 @@ def test_a_trained_refiner_of_any_width_exports_to_onnx_and_runs_on_any_slice_si
         train_refiner(list_cases(tmp_path / "data"), 3, tmp_path / "run", progress=False, features=(2, 2, 4, 4, 8, 2))
 
 
+def test_a_refiner_trains_on_patches_of_the_side_and_number_asked_and_resumes_only_with_them(tmp_path, monkeypatch):
+    import torch
+
+    import saunet.refiner_training as refiner_training
+    from saunet.datasets import list_cases
+    from saunet.experiments.phantoms import write_cohort
+
+    seen = []
+    monkeypatch.setattr(refiner_training, "masked_loss", lambda logits, *rest: seen.append(logits.shape) or logits.mean())
+    write_cohort(tmp_path / "data", 1, seed=4, shape=(7, 48, 48))
+    cases = list_cases(tmp_path / "data")
+    refiner_training.train_refiner(cases, 2, tmp_path / "run", progress=False, size=32, batch=5)
+    assert seen == [(5, 1, 32, 32)] * 2
+    saved = torch.load(tmp_path / "run" / "refiner.pt")
+    assert (saved["patch"], saved["batch"]) == (32, 5)
+    with pytest.raises(InputError, match="5 patches of 32"):  # a run of other patches does not resume this one
+        refiner_training.train_refiner(cases, 3, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        refiner_training.train_refiner(cases, 3, tmp_path / "other", progress=False, size=40)
+
+
 @pytest.mark.parametrize("share", [0.0, 0.3])
 def test_a_refiner_trained_with_contrast_curves_sees_its_patches_through_them(tmp_path, monkeypatch, share):
     import torch

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from saunet.config import FIELD_EDGE_ENDS, LOSSES, RecipeError, TrainConfig
+from saunet.config import FIELD_EDGE_ENDS, LOSSES, REFINER_BATCH, REFINER_PATCH, RecipeError, TrainConfig
 from saunet.errors import InputError
 from saunet.postprocessing import PostprocessingSettings
 
@@ -153,6 +153,10 @@ def cmd_train_refiner(args) -> None:
     from saunet.crossval import gather_cases, read_splits
 
     widths = {"features": _widths(args.width, count=6)} if args.width else {}
+    if args.patch <= 0 or args.patch % 16:
+        raise InputError("--patch", f"{args.patch} is not a positive multiple of 16 (the refiner pools four times)")
+    if args.batch <= 0:
+        raise InputError("--batch", f"{args.batch} patches a step: must be positive")
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:
@@ -164,7 +168,7 @@ def cmd_train_refiner(args) -> None:
 
     _set_threads(args.threads)
     onnx = train_refiner([cases[n] for n in names], args.steps, Path(args.out), args.seed, balanced=args.balanced,
-                         contrast_curves=args.contrast_curves, **widths)
+                         contrast_curves=args.contrast_curves, size=args.patch, batch=args.batch, **widths)
     print(f"refiner written to {onnx}")
 
 
@@ -497,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, action="append", help="data-set folder; repeat for several")
     p.add_argument("--splits", default=None, help="a CV's splits.json: train on one fold's training scans only")
     p.add_argument("--fold", type=int, default=0, help="the fold of --splits (default 0)")
-    p.add_argument("--steps", type=int, default=3000, help="batches of 32 patches (default %(default)s)")
+    p.add_argument("--steps", type=int, default=3000, help="batches of patches (default %(default)s)")
+    p.add_argument("--patch", type=int, default=REFINER_PATCH, metavar="PIXELS",
+                   help="side of each training patch, a multiple of 16 (default %(default)s)")
+    p.add_argument("--batch", type=int, default=REFINER_BATCH, help="patches a step (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--balanced", action="store_true",
                    help="draw each data set as often as every other, as the level network does (default: each scan; "

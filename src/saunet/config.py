@@ -10,6 +10,9 @@ from saunet.preprocessing import PreprocessingSettings
 
 LOSSES = ("bce", "dice-bce", "batch-dice-bce")
 FIELD_EDGE_ENDS = ("caudal", "cranial", "both")
+# the outline refiner's training patches (saunet.refiner_training): their side in pixels and their number per step
+REFINER_PATCH = 64
+REFINER_BATCH = 32
 
 
 class RecipeError(ValueError):

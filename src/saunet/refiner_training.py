@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from tqdm import tqdm
 
+from saunet.config import REFINER_BATCH, REFINER_PATCH
 from saunet.datasets import Case, read_case
 from saunet.errors import InputError
 from saunet.files import atomic_path
@@ -28,9 +29,8 @@ from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
 from saunet.training import augment, drawn_index, remap_contrast, vary_appearance
 
 BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
-PATCH = 64
+PATCH, BATCH = REFINER_PATCH, REFINER_BATCH
 JITTER = 16  # pixels a patch's centre lies off the body pixel it was drawn at
-BATCH = 32
 FEATURES = (8, 16, 32, 64, 128, 8)
 
 
@@ -54,27 +54,28 @@ def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return array, body, known
 
 
-def patch(plane: np.ndarray, row: int, column: int) -> np.ndarray:
-    """The PATCH x PATCH window of ``plane`` centred at (row, column), padded beyond its edges."""
-    half = PATCH // 2
+def patch(plane: np.ndarray, row: int, column: int, size: int = PATCH) -> np.ndarray:
+    """The ``size`` x ``size`` window of ``plane`` centred at (row, column), padded beyond its edges."""
+    half = size // 2
     padded = np.pad(plane, half, mode="constant" if plane.dtype == bool else "edge")
-    return padded[row:row + PATCH, column:column + PATCH]
+    return padded[row:row + size, column:column + size]
 
 
-def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_sets: list[str] | None = None):
-    """Endless (images, targets, known) batches of (B, 1, 1, P, P) patches centred near a random body pixel of a
-    case drawn uniformly, or, given each case's data set, as the level network draws its stacks: each data set
-    equally often (:func:`saunet.training.drawn_index`)."""
+def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_sets: list[str] | None = None,
+            size: int = PATCH, batch: int = BATCH):
+    """Endless (images, targets, known) batches of (``batch``, 1, 1, ``size``, ``size``) patches centred near a
+    random body pixel of a case drawn uniformly, or, given each case's data set, as the level network draws its
+    stacks: each data set equally often (:func:`saunet.training.drawn_index`)."""
     places = [np.argwhere(body) for _, body, _ in cases]
     while True:
         drawn = []
-        chosen = (rng.integers(len(cases), size=BATCH) if data_sets is None
-                  else (drawn_index(data_sets, rng) for _ in range(BATCH)))
+        chosen = (rng.integers(len(cases), size=batch) if data_sets is None
+                  else (drawn_index(data_sets, rng) for _ in range(batch)))
         for i in chosen:
             s, r, c = places[i][rng.integers(len(places[i]))] + np.r_[0, rng.integers(-JITTER, JITTER + 1, 2)]
             shape = cases[i][0].shape
             r, c = int(np.clip(r, 0, shape[1] - 1)), int(np.clip(c, 0, shape[2] - 1))
-            drawn.append([patch(array[int(s)], r, c) for array in cases[i]])
+            drawn.append([patch(array[int(s)], r, c, size) for array in cases[i]])
         images, targets, known = (torch.from_numpy(np.stack(a)[:, None, None]) for a in zip(*drawn))
         yield images.float(), targets.float(), known
 
@@ -89,12 +90,17 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
-                  balanced: bool = False, features: tuple[int, ...] = FEATURES, contrast_curves: float = 0.0) -> Path:
+                  balanced: bool = False, features: tuple[int, ...] = FEATURES, contrast_curves: float = 0.0,
+                  size: int = PATCH, batch: int = BATCH) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
     set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case;
     ``features``: :func:`outline_net`'s; ``contrast_curves``: the share of patches given a random intensity curve
-    (:func:`saunet.training.remap_contrast`)."""
+    (:func:`saunet.training.remap_contrast`); ``size``, ``batch``: each step's patches' side in pixels (a multiple of
+    16) and their number."""
+    if size <= 0 or size % 16 or batch <= 0:
+        raise ValueError(f"{batch} patches of {size} pixels: the side must be a positive multiple of 16, the batch "
+                         "positive")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
@@ -105,15 +111,19 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
     start = 0
     if (out / "refiner.pt").exists():
         saved = torch.load(out / "refiner.pt")
-        held = tuple(saved.get("features", FEATURES))  # runs from before the option are of the default width
+        held = tuple(saved.get("features", FEATURES))  # runs from before the options are of the default recipe
         if held != tuple(features):
             raise InputError(out / "refiner.pt", f"holds a refiner of features {held}, not {tuple(features)}")
+        drawn = saved.get("patch", PATCH), saved.get("batch", BATCH)
+        if drawn != (size, batch):
+            raise InputError(out / "refiner.pt", f"was trained on {drawn[1]} patches of {drawn[0]} pixels a step, "
+                                                 f"not {batch} of {size}")
         net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         start, rng = saved["step"], np.random.default_rng([seed, saved["step"]])
     data_sets = [case.dataset for case in cases] if balanced else None
-    stream, losses, started = batches(prepared, rng, data_sets), [], time.time()
+    stream, losses, started = batches(prepared, rng, data_sets, size, batch), [], time.time()
     net.train()
     for step in tqdm(range(start, steps), desc="training the refiner", disable=None if progress else True):
         images, targets, known = next(stream)
@@ -130,7 +140,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         if (step + 1) % 100 == 0 or step + 1 == steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                      "step": step + 1, "seed": seed, "features": features, "balanced": balanced,
-                     "contrast_curves": contrast_curves,
+                     "contrast_curves": contrast_curves, "patch": size, "batch": batch,
                      "cases": [c.name for c in cases],
                      "loss": float(np.mean(losses[-100:])), "seconds": time.time() - started}
             with atomic_path(out / "refiner.pt") as tmp:
