@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from saunet.config import FIELD_EDGE_ENDS, LOSSES, REFINER_BATCH, REFINER_PATCH, RecipeError, TrainConfig
+from saunet.config import FIELD_EDGE_ENDS, LOSSES, REFINER_BATCH, REFINER_PATCH, RecipeError, TrainConfig, check_refiner_patches
 from saunet.errors import InputError
 from saunet.postprocessing import PostprocessingSettings
 
@@ -153,10 +153,10 @@ def cmd_train_refiner(args) -> None:
     from saunet.crossval import gather_cases, read_splits
 
     widths = {"features": _widths(args.width, count=6)} if args.width else {}
-    if args.patch <= 0 or args.patch % 16:
-        raise InputError("--patch", f"{args.patch} is not a positive multiple of 16 (the refiner pools four times)")
-    if args.batch <= 0:
-        raise InputError("--batch", f"{args.batch} patches a step: must be positive")
+    try:
+        check_refiner_patches(args.patch, args.batch)
+    except RecipeError as error:
+        raise InputError(f"--{error.field}", error.problem) from None
     cases = gather_cases([Path(d) for d in args.data])
     names = sorted(cases)
     if args.splits:

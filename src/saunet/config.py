@@ -23,6 +23,14 @@ class RecipeError(ValueError):
         self.field, self.problem = field, problem
 
 
+def check_refiner_patches(patch: int, batch: int) -> None:
+    """The outline refiner's training patches: a side its network can pool four times, at least one a step."""
+    if patch <= 0 or patch % 16:
+        raise RecipeError("patch", f"{patch} is not a positive multiple of 16 (the refiner pools four times)")
+    if batch <= 0:
+        raise RecipeError("batch", f"{batch} patches a step: must be positive")
+
+
 @dataclass
 class TrainConfig:
     model: str = "sau-net"

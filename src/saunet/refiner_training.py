@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from tqdm import tqdm
 
-from saunet.config import REFINER_BATCH, REFINER_PATCH
+from saunet.config import REFINER_BATCH, REFINER_PATCH, check_refiner_patches
 from saunet.datasets import Case, read_case
 from saunet.errors import InputError
 from saunet.files import atomic_path
@@ -98,9 +98,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
     ``features``: :func:`outline_net`'s; ``contrast_curves``: the share of patches given a random intensity curve
     (:func:`saunet.training.remap_contrast`); ``size``, ``batch``: each step's patches' side in pixels (a multiple of
     16) and their number."""
-    if size <= 0 or size % 16 or batch <= 0:
-        raise ValueError(f"{batch} patches of {size} pixels: the side must be a positive multiple of 16, the batch "
-                         "positive")
+    check_refiner_patches(size, batch)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prepared = [canonical_case(case) for case in tqdm(cases, desc="reading", disable=None if progress else True)]
