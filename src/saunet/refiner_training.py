@@ -29,7 +29,6 @@ from saunet.refinement import CLIP_PERCENTILES, RADIUS, in_plane_dilation
 from saunet.training import augment, drawn_index, remap_contrast, vary_appearance
 
 BODY_VALUES = list(LEVELS)  # the level table's values, 1 T11 ... 7 L5
-PATCH, BATCH = REFINER_PATCH, REFINER_BATCH
 JITTER = 16  # pixels a patch's centre lies off the body pixel it was drawn at
 FEATURES = (8, 16, 32, 64, 128, 8)
 
@@ -54,7 +53,7 @@ def canonical_case(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return array, body, known
 
 
-def patch(plane: np.ndarray, row: int, column: int, size: int = PATCH) -> np.ndarray:
+def patch(plane: np.ndarray, row: int, column: int, size: int = REFINER_PATCH) -> np.ndarray:
     """The ``size`` x ``size`` window of ``plane`` centred at (row, column), padded beyond its edges."""
     half = size // 2
     padded = np.pad(plane, half, mode="constant" if plane.dtype == bool else "edge")
@@ -62,7 +61,7 @@ def patch(plane: np.ndarray, row: int, column: int, size: int = PATCH) -> np.nda
 
 
 def batches(cases: list[tuple[np.ndarray, ...]], rng: np.random.Generator, data_sets: list[str] | None = None,
-            size: int = PATCH, batch: int = BATCH):
+            size: int = REFINER_PATCH, batch: int = REFINER_BATCH):
     """Endless (images, targets, known) batches of (``batch``, 1, 1, ``size``, ``size``) patches centred near a
     random body pixel of a case drawn uniformly, or, given each case's data set, as the level network draws its
     stacks: each data set equally often (:func:`saunet.training.drawn_index`)."""
@@ -91,7 +90,7 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor)
 
 def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progress: bool = True,
                   balanced: bool = False, features: tuple[int, ...] = FEATURES, contrast_curves: float = 0.0,
-                  size: int = PATCH, batch: int = BATCH) -> Path:
+                  size: int = REFINER_PATCH, batch: int = REFINER_BATCH) -> Path:
     """Train on ``cases`` for ``steps`` batches (AdamW, polynomial decay), saving ``out/refiner.pt`` every 100
     steps (a run resumes from it), then export ``out/refiner.onnx``; returns the ONNX file. ``balanced``: each data
     set drawn as often as every other (not the shipped recipe: reports/levels/refine/README.md), else each case;
@@ -112,7 +111,7 @@ def train_refiner(cases: list[Case], steps: int, out: Path, seed: int = 0, progr
         held = tuple(saved.get("features", FEATURES))  # runs from before the options are of the default recipe
         if held != tuple(features):
             raise InputError(out / "refiner.pt", f"holds a refiner of features {held}, not {tuple(features)}")
-        drawn = saved.get("patch", PATCH), saved.get("batch", BATCH)
+        drawn = saved.get("patch", REFINER_PATCH), saved.get("batch", REFINER_BATCH)
         if drawn != (size, batch):
             raise InputError(out / "refiner.pt", f"was trained on {drawn[1]} patches of {drawn[0]} pixels a step, "
                                                  f"not {batch} of {size}")
